@@ -1,0 +1,72 @@
+/*
+ * eg/io.h - blocking points that listen to a context.
+ *
+ * Each call blocks like its libc twin and returns early, with the context's
+ * error (-ECANCELED, or -ETIMEDOUT for a passed deadline), as soon as the
+ * context is done. A call made on a context that is already done returns its
+ * error at once, without doing the operation. Failures are -errno; errno is
+ * left as it was.
+ */
+#ifndef EG_IO_H
+#define EG_IO_H
+
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "eg/ctx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Sleeps ns nanoseconds: 0 when they passed, the context's error as soon as
+ * it is done (-ETIMEDOUT if its deadline comes first). */
+EG_EXPORT int eg_sleep(eg_ctx *ctx, int64_t ns);
+
+/* pthread_cond_wait that listens to ctx. Called with mu held; returns with
+ * mu held, either way. Returns 0 when woken (spurious wake-ups included:
+ * loop on your predicate), or the context's error once it is done.
+ * eg_cancel may be called by a thread that holds mu: the wake-up is then
+ * delivered by a pool thread once mu is free, never lost. cond and mu must
+ * stay valid until the call returns. */
+EG_EXPORT int eg_cond_wait(eg_ctx *ctx, pthread_cond_t *cond,
+                           pthread_mutex_t *mu);
+/* Like eg_cond_wait, and returns -ETIMEDOUT once eg_now() reaches
+ * deadline_ns. */
+EG_EXPORT int eg_cond_timedwait(eg_ctx *ctx, pthread_cond_t *cond,
+                                pthread_mutex_t *mu, int64_t deadline_ns);
+
+/* Waits until fd has one of events (POLLIN, POLLOUT, ...): returns revents
+ * (> 0; POLLERR/POLLHUP/POLLNVAL included), the context's error, or -errno. */
+EG_EXPORT int eg_poll(eg_ctx *ctx, int fd, short events);
+
+/* read(2)/write(2) for sockets and pipes, blocking or non-blocking fds
+ * alike: waits for readiness with eg_poll, then does one read/write.
+ * Returns bytes transferred (0 at end of file for eg_read), the context's
+ * error, or -errno. A cancelled call transferred nothing and leaves the fd
+ * usable. Regular files never block and ignore the context after the first
+ * check. */
+EG_EXPORT ssize_t eg_read(eg_ctx *ctx, int fd, void *buf, size_t len);
+EG_EXPORT ssize_t eg_write(eg_ctx *ctx, int fd, const void *buf, size_t len);
+/* eg_write until all len bytes are written: returns len, or an error
+ * (bytes may have been written before it). */
+EG_EXPORT ssize_t eg_write_all(eg_ctx *ctx, int fd, const void *buf,
+                               size_t len);
+
+/* connect(2) that listens to ctx. Works on blocking and non-blocking
+ * sockets (the fd's O_NONBLOCK flag is restored). Returns 0, the context's
+ * error, or -errno. A connect cancelled while in progress leaves the socket
+ * in an unspecified connection state: close it. */
+EG_EXPORT int eg_connect(eg_ctx *ctx, int fd, const struct sockaddr *addr,
+                         socklen_t len);
+/* accept(2) that listens to ctx. Returns the new fd (>= 0, close-on-exec),
+ * the context's error, or -errno. A cancelled accept leaves the listening
+ * socket usable. */
+EG_EXPORT int eg_accept(eg_ctx *ctx, int fd, struct sockaddr *addr,
+                        socklen_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,52 @@
+/*
+ * eg/pool.h - the process-wide elastic thread pool that runs tasks.
+ *
+ * Tasks (eg_go, eg_wg_go, eg_after_func callbacks) run on pool threads. A
+ * task never waits for a free thread: when no thread is idle a new one
+ * starts, up to max_threads; at that maximum tasks queue (FIFO across
+ * groups) until a thread frees. Threads idle for idle_timeout_ns exit.
+ *
+ * Defaults: max_threads 4096, stack_size 256 KiB, idle_timeout 10 s. The
+ * environment variables EG_MAX_THREADS, EG_STACK_SIZE (bytes, or with a K or
+ * M suffix) and EG_IDLE_TIMEOUT_MS override the defaults when the pool first
+ * starts; eg_pool_configure overrides both.
+ *
+ * fork(): in the child the pool starts empty (threads do not survive fork);
+ * tasks queued in the parent are not run in the child.
+ */
+#ifndef EG_POOL_H
+#define EG_POOL_H
+
+#include "eg/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct eg_pool_config {
+    int max_threads;         /* >= 1 */
+    size_t stack_size;       /* >= 64 KiB; 0 keeps the current value */
+    int64_t idle_timeout_ns; /* >= 0; 0 means threads exit as soon as idle */
+} eg_pool_config;
+
+/* Applies cfg (fields as documented above; max_threads 0 keeps the current
+ * value). Running threads keep their stacks; the new values apply to threads
+ * started later. Returns 0 or -EINVAL (nothing changed). Thread-safe. */
+EG_EXPORT int eg_pool_configure(const eg_pool_config *cfg);
+/* The configuration in force (defaults and environment applied). */
+EG_EXPORT void eg_pool_get_config(eg_pool_config *cfg);
+
+typedef struct eg_pool_stats {
+    int threads;      /* pool threads alive */
+    int idle;         /* of which not running a task */
+    int queued;       /* tasks waiting for a thread */
+    uint64_t started; /* threads started since process start */
+} eg_pool_stats;
+
+/* A snapshot of the pool's counters (racy by nature; for monitoring). */
+EG_EXPORT void eg_pool_get_stats(eg_pool_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

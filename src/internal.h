@@ -1,0 +1,119 @@
+/*
+ * internal.h - what the library's files share and users never see.
+ *
+ * Dependencies point one way: group -> ctx -> pool/timer; blocking points
+ * (io, chan, sem) -> ctx. Nothing here is exported.
+ */
+#ifndef EG_INTERNAL_H
+#define EG_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "errgroup.h"
+
+#define EG_HIDDEN __attribute__((visibility("hidden")))
+#define EG_LIKELY(x) __builtin_expect(!!(x), 1)
+#define EG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- fault injection (fault.c) -------------------------------------- */
+/* Every allocation, thread start and fd creation of the library goes
+ * through these, so tests can make the Nth call fail. Without
+ * EG_FAULT_INJECTION they are the libc calls. */
+#ifdef EG_FAULT_INJECTION
+EG_HIDDEN void *eg__malloc(size_t n);
+EG_HIDDEN void *eg__calloc(size_t n, size_t size);
+EG_HIDDEN int eg__pthread_create(pthread_t *t, const pthread_attr_t *a,
+                                 void *(*fn)(void *), void *arg);
+EG_HIDDEN int eg__eventfd(void);
+#else
+#define eg__malloc(n) malloc(n)
+#define eg__calloc(n, s) calloc(n, s)
+#define eg__pthread_create(t, a, f, x) pthread_create(t, a, f, x)
+EG_HIDDEN int eg__eventfd(void);
+#endif
+/* eg__eventfd: a non-blocking, close-on-exec eventfd (or pipe read end,
+ * whose write end is *wfd) - see ctx.c; returns fd or -errno. */
+EG_HIDDEN int eg__notify_fd(int *wfd);
+
+/* ---- pool.c ------------------------------------------------------------ */
+/* A unit of work. The pool never allocates: callers embed eg__task in their
+ * own objects. run() owns the task from the moment it is called. */
+typedef struct eg__task eg__task;
+typedef struct eg__queue eg__queue;
+struct eg__task {
+    eg__task *next, *prev;
+    void (*run)(eg__task *t);
+    eg__queue *queue;
+};
+/* A FIFO of tasks that the pool serves round-robin with the other ready
+ * queues. A group owns one, so eg_wait can take its own pending tasks.
+ * Guarded by the pool lock. */
+struct eg__queue {
+    eg__task *head, *tail;
+    eg__queue *rnext, *rprev; /* ready list links, valid while ready */
+    int ready;
+};
+/* Queues t on q (NULL: the pool's shared queue) and makes sure a thread
+ * will run it. Returns 0, or -EAGAIN when no thread exists or can be
+ * started to run it (t was not queued). */
+EG_HIDDEN int eg__pool_submit(eg__queue *q, eg__task *t);
+/* Like eg__pool_submit, but never fails: if no thread can start now, t
+ * stays queued until one can (retried on later submissions and by the
+ * timer thread). */
+EG_HIDDEN void eg__pool_post(eg__task *t);
+/* Removes and returns the first task of q not yet picked by a thread, or
+ * NULL. */
+EG_HIDDEN eg__task *eg__pool_take(eg__queue *q);
+/* Makes sure at least one thread serves queued work; called by the timer
+ * thread after thread starts failed. */
+EG_HIDDEN void eg__pool_kick(void);
+
+/* ---- timer.c ----------------------------------------------------------- */
+typedef struct eg__timer eg__timer;
+struct eg__timer {
+    int64_t when;
+    size_t index; /* in the heap; SIZE_MAX when not armed */
+    void (*fire)(eg__timer *t); /* called on the timer thread, unlocked */
+};
+/* Arms t to fire at t->when. Returns 0 or -ENOMEM/-EAGAIN. */
+EG_HIDDEN int eg__timer_add(eg__timer *t);
+/* Disarms t. Returns true if it was armed (fire will not be called);
+ * false if it fired or is firing: then the caller must not free t until
+ * fire has returned - see eg__timer_sync. */
+EG_HIDDEN bool eg__timer_del(eg__timer *t);
+/* Waits until no fire callback is running (used after a failed del). */
+EG_HIDDEN void eg__timer_sync(void);
+
+/* ---- ctx.c: waiting on a context ---------------------------------------- */
+/* A waiter is told once when its context is done: wake() runs with the
+ * context's lock held and must not block or call back into the context. */
+typedef struct eg__waiter eg__waiter;
+struct eg__waiter {
+    eg__waiter *next, *prev;
+    void (*wake)(eg__waiter *w);
+    int linked;
+};
+/* Registers w on ctx. Returns 0 (registered; wake() will run once unless
+ * removed), or ctx's error when ctx is already done (not registered), or
+ * 1 when ctx can never be done (not registered). */
+EG_HIDDEN int eg__ctx_watch(eg_ctx *ctx, eg__waiter *w);
+/* Unregisters w. Returns true if w was still registered (wake() never ran
+ * and never will). After it returns false, wake() has completed. */
+EG_HIDDEN bool eg__ctx_unwatch(eg_ctx *ctx, eg__waiter *w);
+
+/* ---- group.c / pool.c: the task running on this thread ---------------- */
+typedef struct eg__frame eg__frame;
+struct eg__frame {
+    eg__frame *prev;
+    const void *owner; /* the group whose task runs in this frame */
+};
+EG_HIDDEN extern _Thread_local eg__frame *eg__current;
+
+/* ---- common.c ---------------------------------------------------------- */
+EG_HIDDEN void eg__errtext(int err, char *buf, size_t len);
+EG_HIDDEN void eg__ts_from_ns(struct timespec *ts, int64_t ns);
+
+#endif
