@@ -20,23 +20,21 @@
 
 /* ---- fault injection (fault.c) -------------------------------------- */
 /* Every allocation, thread start and fd creation of the library goes
- * through these, so tests can make the Nth call fail. Without
- * EG_FAULT_INJECTION they are the libc calls. */
+ * through these, so tests can make the Nth call fail (tests/fault.h).
+ * Without EG_FAULT_INJECTION they are the libc calls. */
 #ifdef EG_FAULT_INJECTION
 EG_HIDDEN void *eg__malloc(size_t n);
 EG_HIDDEN void *eg__calloc(size_t n, size_t size);
 EG_HIDDEN int eg__pthread_create(pthread_t *t, const pthread_attr_t *a,
                                  void *(*fn)(void *), void *arg);
-EG_HIDDEN int eg__eventfd(void);
+/* True when the fd about to be created must fail (as with EMFILE). */
+EG_HIDDEN bool eg__fault_fd(void);
 #else
 #define eg__malloc(n) malloc(n)
 #define eg__calloc(n, s) calloc(n, s)
 #define eg__pthread_create(t, a, f, x) pthread_create(t, a, f, x)
-EG_HIDDEN int eg__eventfd(void);
+#define eg__fault_fd() false
 #endif
-/* eg__eventfd: a non-blocking, close-on-exec eventfd (or pipe read end,
- * whose write end is *wfd) - see ctx.c; returns fd or -errno. */
-EG_HIDDEN int eg__notify_fd(int *wfd);
 
 /* ---- pool.c ------------------------------------------------------------ */
 /* A unit of work. The pool never allocates: callers embed eg__task in their
@@ -113,6 +111,8 @@ struct eg__frame {
 EG_HIDDEN extern _Thread_local eg__frame *eg__current;
 
 /* ---- common.c ---------------------------------------------------------- */
+/* Counts live objects for eg_live_objects(); delta +1 on create, -1 on free. */
+EG_HIDDEN void eg__live(long delta);
 EG_HIDDEN void eg__errtext(int err, char *buf, size_t len);
 EG_HIDDEN void eg__ts_from_ns(struct timespec *ts, int64_t ns);
 

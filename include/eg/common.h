@@ -53,6 +53,11 @@ EG_EXPORT int64_t eg_now(void);
  * for other negative errno values, "Success" for 0. Static storage; thread-safe. */
 EG_EXPORT const char *eg_strerror(int err);
 
+/* Library objects alive now: contexts (other than eg_background), groups,
+ * eg_after handles, channels and semaphores. For leak checks in tests and
+ * diagnostics; 0 once a program released everything it made. */
+EG_EXPORT long eg_live_objects(void);
+
 #define EG_NSEC_PER_USEC INT64_C(1000)
 #define EG_NSEC_PER_MSEC INT64_C(1000000)
 #define EG_NSEC_PER_SEC INT64_C(1000000000)
