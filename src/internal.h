@@ -59,15 +59,11 @@ struct eg__queue {
  * started to run it (t was not queued). */
 EG_HIDDEN int eg__pool_submit(eg__queue *q, eg__task *t);
 /* Like eg__pool_submit, but never fails: if no thread can start now, t
- * stays queued until one can (retried on later submissions and by the
- * timer thread). */
+ * stays queued until a worker frees or a later submission starts one. */
 EG_HIDDEN void eg__pool_post(eg__task *t);
 /* Removes and returns the first task of q not yet picked by a thread, or
  * NULL. */
 EG_HIDDEN eg__task *eg__pool_take(eg__queue *q);
-/* Makes sure at least one thread serves queued work; called by the timer
- * thread after thread starts failed. */
-EG_HIDDEN void eg__pool_kick(void);
 
 /* ---- timer.c ----------------------------------------------------------- */
 typedef struct eg__timer eg__timer;
@@ -79,11 +75,11 @@ struct eg__timer {
 /* Arms t to fire at t->when. Returns 0 or -ENOMEM/-EAGAIN. */
 EG_HIDDEN int eg__timer_add(eg__timer *t);
 /* Disarms t. Returns true if it was armed (fire will not be called);
- * false if it fired or is firing: then the caller must not free t until
- * fire has returned - see eg__timer_sync. */
+ * false if it fired or is firing: then the caller must not free t before
+ * eg__timer_wait(t). */
 EG_HIDDEN bool eg__timer_del(eg__timer *t);
-/* Waits until no fire callback is running (used after a failed del). */
-EG_HIDDEN void eg__timer_sync(void);
+/* Waits until t's fire callback is not running. Not from inside it. */
+EG_HIDDEN void eg__timer_wait(eg__timer *t);
 
 /* ---- ctx.c: waiting on a context ---------------------------------------- */
 /* A waiter is told once when its context is done: wake() runs with the

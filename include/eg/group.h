@@ -79,8 +79,10 @@ EG_EXPORT const char *eg_group_errmsg(eg_group *g);
 /* The first error (as eg_wait would return it), without waiting. */
 EG_EXPORT int eg_group_err(eg_group *g);
 
-/* Waits for running tasks (as eg_wait does), then frees the group and drops
- * its context. NULL-safe. */
+/* Waits for running tasks (as eg_wait does, without cancelling), then frees
+ * the group and drops its context. NULL-safe. Called from inside one of the
+ * group's own tasks it does nothing (the group cannot be freed there).
+ * Using g after this call is undefined behaviour that is not detected. */
 EG_EXPORT void eg_group_free(eg_group *g);
 
 #ifdef __cplusplus

@@ -1,0 +1,587 @@
+/*
+ * ctx.c - the context tree.
+ *
+ * Kinds: BACKGROUND (the static root), CANCEL (eg_with_cancel/_deadline/
+ * _timeout and groups), VALUE (eg_with_value) and WITHOUT (eg_without_cancel).
+ * Only CANCEL contexts have state. Every context points at its "canceller":
+ * the nearest CANCEL context among itself and its ancestors, stopping at a
+ * WITHOUT or the root (NULL then: it can never be done). The canceller's
+ * state is the context's state, so a VALUE context costs no lock.
+ *
+ * A CANCEL context's state machine (err only ever goes from 0 to non-zero):
+ *
+ *   live (err == 0) --eg_cancel / parent cancelled / deadline--> done
+ *
+ * Going done happens once, under the context's lock: store cause, then err
+ * (release; eg_ctx_err reads it lock-free with acquire), cancel every child,
+ * call every waiter's wake(), broadcast to eg_ctx_wait sleepers, signal the
+ * fd, disarm the timer.
+ *
+ * Tree links: a CANCEL context is linked into the children list of its
+ * parent's canceller (its "attach"), unless that was already done at
+ * creation. The list is guarded by the attach's lock. A child holds a
+ * reference to its parent, so the attach outlives it; the parent's list
+ * holds no reference. The child's destructor unlinks itself under the
+ * attach's lock, so a cancelling parent never reaches a freed child.
+ *
+ * Lock order: parent's lock -> child's lock (cancellation walks down);
+ * context lock -> pool lock (eg_after_func posts) -> nothing;
+ * context lock -> timer lock; context lock -> a user mutex only with
+ * trylock (cond.c). Nothing takes a parent's lock while holding a child's.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+#include "internal.h"
+
+enum { K_BACKGROUND, K_CANCEL, K_VALUE, K_WITHOUT };
+
+#define NO_DEADLINE INT64_MAX
+
+struct eg_ctx {
+    atomic_long refs;
+    int kind;
+    eg_ctx *parent;    /* holds a reference; NULL for the root */
+    eg_ctx *canceller; /* see above; NULL: never done */
+    int64_t deadline;  /* effective deadline, NO_DEADLINE if none */
+    const void *key;   /* VALUE */
+    void *value;
+
+    /* CANCEL only. */
+    atomic_int err;
+    int cause; /* written before err is released */
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* eg_ctx_wait sleepers, counted in nwait */
+    int nwait;
+    eg_ctx *attach; /* whose children list holds this one */
+    bool linked;    /* in attach->children; guarded by attach->mu */
+    eg_ctx *children, *sib_prev, *sib_next;
+    eg__waiter *waiters;
+    int fd, wfd; /* eg_ctx_fd: eventfd (wfd == fd) or pipe; -1 until asked */
+    bool has_timer;
+    int deadline_cause;
+    eg__timer timer;
+};
+
+static eg_ctx background = {.kind = K_BACKGROUND, .deadline = NO_DEADLINE};
+
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+static pthread_condattr_t mono_attr;
+
+static void ctx_init_once(void)
+{
+    pthread_condattr_init(&mono_attr);
+    pthread_condattr_setclock(&mono_attr, CLOCK_MONOTONIC);
+}
+
+eg_ctx *eg_background(void) { return &background; }
+
+/* ---- reference counting ------------------------------------------------ */
+
+eg_ctx *eg_ctx_retain(eg_ctx *ctx)
+{
+    if (ctx && ctx->kind != K_BACKGROUND)
+        /* Relaxed: the caller already holds a reference. */
+        atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+    return ctx;
+}
+
+static void ctx_destroy(eg_ctx *c)
+{
+    if (c->kind == K_CANCEL) {
+        eg_ctx *a = c->attach;
+        if (a) {
+            pthread_mutex_lock(&a->mu);
+            if (c->linked) {
+                if (c->sib_prev)
+                    c->sib_prev->sib_next = c->sib_next;
+                else
+                    a->children = c->sib_next;
+                if (c->sib_next)
+                    c->sib_next->sib_prev = c->sib_prev;
+                c->linked = false;
+            }
+            pthread_mutex_unlock(&a->mu);
+        }
+        /* A deadline may be firing right now: it must finish with c first. */
+        if (c->has_timer && !eg__timer_del(&c->timer))
+            eg__timer_wait(&c->timer);
+        if (c->fd >= 0)
+            close(c->fd);
+        if (c->wfd >= 0 && c->wfd != c->fd)
+            close(c->wfd);
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->mu);
+    }
+    eg_ctx *parent = c->parent;
+    free(c);
+    eg__live(-1);
+    eg_ctx_release(parent);
+}
+
+void eg_ctx_release(eg_ctx *ctx)
+{
+    /* Iterative over the parent chain would avoid recursion, but chains
+     * are only as deep as the program nests contexts. */
+    if (!ctx || ctx->kind == K_BACKGROUND)
+        return;
+    /* acq_rel: the last owner must see every other owner's writes before
+     * it frees. */
+    if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) == 1)
+        ctx_destroy(ctx);
+}
+
+/* ---- cancellation ------------------------------------------------------ */
+
+static void signal_fd(eg_ctx *c)
+{
+    if (c->wfd < 0)
+        return;
+#ifdef __linux__
+    if (c->wfd == c->fd) {
+        uint64_t one = 1;
+        ssize_t r = write(c->wfd, &one, sizeof one);
+        (void)r; /* EAGAIN: already signalled */
+        return;
+    }
+#endif
+    char b = 1;
+    ssize_t r = write(c->wfd, &b, 1);
+    (void)r;
+}
+
+/* Marks c done and cancels its subtree. The caller holds a reference to c,
+ * or c's attach lock (c cannot be freed while linked), or is c's timer. */
+static void do_cancel(eg_ctx *c, int err, int cause)
+{
+    pthread_mutex_lock(&c->mu);
+    if (atomic_load_explicit(&c->err, memory_order_relaxed)) {
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    c->cause = cause;
+    /* Release: a reader that sees err also sees cause. */
+    atomic_store_explicit(&c->err, err, memory_order_release);
+
+    for (eg_ctx *ch = c->children, *next; ch; ch = next) {
+        next = ch->sib_next;
+        ch->linked = false;
+        ch->sib_prev = ch->sib_next = NULL;
+        do_cancel(ch, err, cause);
+    }
+    c->children = NULL;
+
+    for (eg__waiter *w = c->waiters, *next; w; w = next) {
+        next = w->next;
+        w->linked = 0;
+        w->next = w->prev = NULL;
+        w->wake(w);
+    }
+    c->waiters = NULL;
+
+    if (c->nwait)
+        pthread_cond_broadcast(&c->cond);
+    signal_fd(c);
+    if (c->has_timer)
+        eg__timer_del(&c->timer);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void eg_cancel(eg_ctx *ctx, int cause)
+{
+    if (!ctx || ctx->kind != K_CANCEL)
+        return;
+    do_cancel(ctx, -ECANCELED, cause ? cause : -ECANCELED);
+}
+
+static void on_deadline(eg__timer *t)
+{
+    eg_ctx *c = (eg_ctx *)((char *)t - offsetof(eg_ctx, timer));
+    do_cancel(c, -ETIMEDOUT, c->deadline_cause);
+}
+
+/* ---- construction ------------------------------------------------------ */
+
+static eg_ctx *ctx_alloc(eg_ctx *parent, int kind)
+{
+    eg_ctx *c = eg__calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    atomic_init(&c->refs, 1);
+    c->kind = kind;
+    c->parent = eg_ctx_retain(parent);
+    c->deadline = parent->deadline;
+    eg__live(+1);
+    return c;
+}
+
+static eg_ctx *new_cancel(eg_ctx *parent, int64_t deadline, int cause)
+{
+    if (!parent)
+        parent = &background;
+    pthread_once(&ctx_once, ctx_init_once);
+    eg_ctx *c = ctx_alloc(parent, K_CANCEL);
+    if (!c)
+        return NULL;
+    c->canceller = c;
+    c->fd = c->wfd = -1;
+    c->timer.index = SIZE_MAX;
+    c->timer.fire = on_deadline;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, &mono_attr);
+
+    bool own_deadline = deadline < parent->deadline;
+    if (own_deadline) {
+        c->deadline = deadline;
+        c->deadline_cause = cause ? cause : -ETIMEDOUT;
+    }
+
+    /* Link under the attach's lock, or inherit its end state. No one else
+     * can see c yet, so c's own fields need no lock here. */
+    eg_ctx *a = parent->canceller;
+    if (a) {
+        pthread_mutex_lock(&a->mu);
+        int perr = atomic_load_explicit(&a->err, memory_order_relaxed);
+        if (perr) {
+            c->cause = a->cause;
+            atomic_store_explicit(&c->err, perr, memory_order_relaxed);
+        } else {
+            c->attach = a;
+            c->linked = true;
+            c->sib_next = a->children;
+            if (a->children)
+                a->children->sib_prev = c;
+            a->children = c;
+        }
+        pthread_mutex_unlock(&a->mu);
+    }
+
+    if (own_deadline && !atomic_load_explicit(&c->err, memory_order_relaxed)) {
+        if (deadline <= eg_now()) {
+            do_cancel(c, -ETIMEDOUT, c->deadline_cause);
+        } else {
+            c->timer.when = deadline;
+            c->has_timer = true;
+            if (eg__timer_add(&c->timer) < 0) {
+                c->has_timer = false;
+                eg_ctx_release(c);
+                return NULL;
+            }
+        }
+    }
+    return c;
+}
+
+eg_ctx *eg_with_cancel(eg_ctx *parent) { return new_cancel(parent, NO_DEADLINE, 0); }
+
+eg_ctx *eg_with_deadline(eg_ctx *parent, int64_t deadline_ns)
+{
+    return new_cancel(parent, deadline_ns, 0);
+}
+
+eg_ctx *eg_with_deadline_cause(eg_ctx *parent, int64_t deadline_ns, int cause)
+{
+    return new_cancel(parent, deadline_ns, cause);
+}
+
+static int64_t add_timeout(int64_t timeout_ns)
+{
+    int64_t now = eg_now();
+    return timeout_ns > NO_DEADLINE - now ? NO_DEADLINE - 1 : now + timeout_ns;
+}
+
+eg_ctx *eg_with_timeout(eg_ctx *parent, int64_t timeout_ns)
+{
+    return new_cancel(parent, add_timeout(timeout_ns), 0);
+}
+
+eg_ctx *eg_with_timeout_cause(eg_ctx *parent, int64_t timeout_ns, int cause)
+{
+    return new_cancel(parent, add_timeout(timeout_ns), cause);
+}
+
+eg_ctx *eg_with_value(eg_ctx *parent, const void *key, void *value)
+{
+    if (!parent)
+        parent = &background;
+    eg_ctx *c = ctx_alloc(parent, K_VALUE);
+    if (!c)
+        return NULL;
+    c->canceller = parent->canceller;
+    c->key = key;
+    c->value = value;
+    return c;
+}
+
+eg_ctx *eg_without_cancel(eg_ctx *parent)
+{
+    if (!parent)
+        parent = &background;
+    eg_ctx *c = ctx_alloc(parent, K_WITHOUT);
+    if (!c)
+        return NULL;
+    c->canceller = NULL;
+    c->deadline = NO_DEADLINE;
+    return c;
+}
+
+/* ---- queries ----------------------------------------------------------- */
+
+int eg_ctx_err(eg_ctx *ctx)
+{
+    if (!ctx)
+        return -EINVAL;
+    eg_ctx *c = ctx->canceller;
+    return c ? atomic_load_explicit(&c->err, memory_order_acquire) : 0;
+}
+
+bool eg_ctx_done(eg_ctx *ctx) { return eg_ctx_err(ctx) != 0; }
+
+int eg_ctx_cause(eg_ctx *ctx)
+{
+    if (!ctx)
+        return -EINVAL;
+    eg_ctx *c = ctx->canceller;
+    if (!c || !atomic_load_explicit(&c->err, memory_order_acquire))
+        return 0;
+    return c->cause;
+}
+
+bool eg_ctx_deadline(eg_ctx *ctx, int64_t *deadline_ns)
+{
+    if (!ctx || ctx->deadline == NO_DEADLINE)
+        return false;
+    if (deadline_ns)
+        *deadline_ns = ctx->deadline;
+    return true;
+}
+
+void *eg_ctx_value(eg_ctx *ctx, const void *key)
+{
+    for (; ctx; ctx = ctx->parent)
+        if (ctx->kind == K_VALUE && ctx->key == key)
+            return ctx->value;
+    return NULL;
+}
+
+/* ---- waiting ------------------------------------------------------------- */
+
+/* Contexts that can never be done still honour a deadline of the waiter. */
+static pthread_mutex_t never_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t never_cond;
+
+static void never_init_once(void) { pthread_cond_init(&never_cond, &mono_attr); }
+
+int eg_ctx_wait_until(eg_ctx *ctx, int64_t deadline_ns)
+{
+    if (!ctx)
+        return -EINVAL;
+    eg_ctx *c = ctx->canceller;
+    struct timespec ts;
+    eg__ts_from_ns(&ts, deadline_ns);
+    if (!c) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&ctx_once, ctx_init_once);
+        pthread_once(&once, never_init_once);
+        pthread_mutex_lock(&never_mu);
+        while (deadline_ns == NO_DEADLINE || eg_now() < deadline_ns) {
+            if (deadline_ns == NO_DEADLINE)
+                pthread_cond_wait(&never_cond, &never_mu);
+            else
+                pthread_cond_timedwait(&never_cond, &never_mu, &ts);
+        }
+        pthread_mutex_unlock(&never_mu);
+        return 0;
+    }
+    int err = atomic_load_explicit(&c->err, memory_order_acquire);
+    if (err)
+        return err;
+    pthread_mutex_lock(&c->mu);
+    c->nwait++;
+    while (!(err = atomic_load_explicit(&c->err, memory_order_relaxed))) {
+        if (deadline_ns == NO_DEADLINE) {
+            pthread_cond_wait(&c->cond, &c->mu);
+        } else if (pthread_cond_timedwait(&c->cond, &c->mu, &ts) == ETIMEDOUT) {
+            err = atomic_load_explicit(&c->err, memory_order_relaxed);
+            break;
+        }
+    }
+    c->nwait--;
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+int eg_ctx_wait(eg_ctx *ctx) { return eg_ctx_wait_until(ctx, NO_DEADLINE); }
+
+int eg__ctx_watch(eg_ctx *ctx, eg__waiter *w)
+{
+    eg_ctx *c = ctx->canceller;
+    if (!c)
+        return 1;
+    pthread_mutex_lock(&c->mu);
+    int err = atomic_load_explicit(&c->err, memory_order_relaxed);
+    if (!err) {
+        w->prev = NULL;
+        w->next = c->waiters;
+        if (c->waiters)
+            c->waiters->prev = w;
+        c->waiters = w;
+        w->linked = 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+bool eg__ctx_unwatch(eg_ctx *ctx, eg__waiter *w)
+{
+    eg_ctx *c = ctx->canceller;
+    if (!c)
+        return true;
+    pthread_mutex_lock(&c->mu);
+    bool was = w->linked;
+    if (was) {
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            c->waiters = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        w->linked = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return was;
+}
+
+/* ---- eg_ctx_fd ------------------------------------------------------------ */
+
+static int make_notify_fd(int *wfd)
+{
+    if (eg__fault_fd())
+        return -EMFILE;
+#ifdef __linux__
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    *wfd = fd;
+    return fd;
+#else
+    int p[2];
+    if (pipe(p) < 0)
+        return -errno;
+    for (int i = 0; i < 2; i++) {
+        fcntl(p[i], F_SETFD, FD_CLOEXEC);
+        fcntl(p[i], F_SETFL, O_NONBLOCK);
+    }
+    *wfd = p[1];
+    return p[0];
+#endif
+}
+
+int eg_ctx_fd(eg_ctx *ctx)
+{
+    if (!ctx || !ctx->canceller)
+        return -EINVAL;
+    eg_ctx *c = ctx->canceller;
+    pthread_mutex_lock(&c->mu);
+    if (c->fd < 0) {
+        int saved = errno;
+        int wfd = -1;
+        int fd = make_notify_fd(&wfd);
+        errno = saved;
+        if (fd < 0) {
+            pthread_mutex_unlock(&c->mu);
+            return fd;
+        }
+        c->fd = fd;
+        c->wfd = wfd;
+        if (atomic_load_explicit(&c->err, memory_order_relaxed))
+            signal_fd(c);
+    }
+    int fd = c->fd;
+    pthread_mutex_unlock(&c->mu);
+    return fd;
+}
+
+/* ---- eg_after_func ------------------------------------------------------ */
+
+enum { AFTER_ARMED, AFTER_RUN, AFTER_STOPPED };
+
+/* Two owners: the eg_after_stop caller, and a posted run (refs 2 then). */
+struct eg_after {
+    eg__waiter waiter;
+    eg__task task;
+    eg_ctx *ctx;
+    void (*fn)(void *);
+    void *arg;
+    atomic_int state;
+    atomic_int refs;
+};
+
+static void after_put(eg_after *a)
+{
+    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1) {
+        eg_ctx_release(a->ctx);
+        free(a);
+        eg__live(-1);
+    }
+}
+
+static void after_run(eg__task *t)
+{
+    eg_after *a = (eg_after *)((char *)t - offsetof(eg_after, task));
+    a->fn(a->arg);
+    after_put(a);
+}
+
+/* Claims the run (ARMED -> RUN) and posts it; loses to eg_after_stop. */
+static void after_fire(eg_after *a)
+{
+    int s = AFTER_ARMED;
+    if (atomic_compare_exchange_strong(&a->state, &s, AFTER_RUN)) {
+        atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+        eg__pool_post(&a->task);
+    }
+}
+
+static void after_wake(eg__waiter *w)
+{
+    after_fire((eg_after *)((char *)w - offsetof(eg_after, waiter)));
+}
+
+eg_after *eg_after_func(eg_ctx *ctx, void (*fn)(void *), void *arg)
+{
+    if (!ctx || !fn)
+        return NULL;
+    eg_after *a = eg__calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    eg__live(+1);
+    a->ctx = eg_ctx_retain(ctx);
+    a->fn = fn;
+    a->arg = arg;
+    a->task.run = after_run;
+    a->waiter.wake = after_wake;
+    atomic_init(&a->state, AFTER_ARMED);
+    atomic_init(&a->refs, 1);
+    if (eg__ctx_watch(ctx, &a->waiter) < 0)
+        after_fire(a); /* already done */
+    return a;
+}
+
+bool eg_after_stop(eg_after *a)
+{
+    if (!a)
+        return false;
+    int s = AFTER_ARMED;
+    bool stopped = atomic_compare_exchange_strong(&a->state, &s, AFTER_STOPPED);
+    if (stopped)
+        eg__ctx_unwatch(a->ctx, &a->waiter);
+    after_put(a);
+    return stopped;
+}
