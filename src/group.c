@@ -1,16 +1,24 @@
 /*
  * group.c - errgroup: a WaitGroup, a first error, a limit and a context.
  *
- * State under g->mu:
- *   active  tasks admitted (queued in g->queue or running); eg_go waits
- *           while active == limit; eg_wait while active > 0.
- *   err     the first non-zero result, set once (with errmsg).
- *   limit   < 0 none; changed only while active == 0.
+ * g->state packs the number of admitted tasks (queued or running) and a
+ * SLOT_WAITERS bit set while some eg_go sleeps at the limit. Admission and
+ * most completions are one compare-and-swap on it; g->mu is taken only:
+ *   - by the completion that takes the count from 1 to 0, so that eg_wait
+ *     and eg_group_free, which check the count under g->mu, cannot free the
+ *     group while that completion still touches it;
+ *   - by a completion that sees SLOT_WAITERS, to signal a sleeping eg_go
+ *     (the bit is in the same word, so a completion that did not see it
+ *     never touches the group again after its CAS);
+ *   - to record the first error (err and errmsg, set once).
+ * limit < 0 means none; it changes only while the count is 0.
  *
- * A task's life: admitted (active++) -> queued on the pool -> run by a pool
+ * A task's life: admitted (count++) -> queued on the pool -> run by a pool
  * thread, or by eg_wait inline -> result recorded (the first failure
- * cancels ctx) -> freed -> active-- (the last touch of the group: eg_wait
- * or eg_group_free may free it once g->mu is released).
+ * cancels ctx) -> freed -> count-- (its last touch of the group).
+ *
+ * Waiting spins briefly before sleeping: most waits in a fan-out end within
+ * microseconds, and a spin saves the futex wake-up on both sides.
  *
  * Lock order: g->mu -> nothing. The context is cancelled and the pool is
  * called with g->mu released.
@@ -25,11 +33,11 @@ struct eg_group {
     eg_ctx *ctx;
     eg__queue queue; /* tasks not yet picked by a thread; under the pool lock */
     pthread_mutex_t mu;
-    pthread_cond_t idle_cond; /* eg_wait: active reached 0 */
-    pthread_cond_t slot_cond; /* eg_go: active dropped below limit */
-    int active;
-    int limit;
-    int idle_waiters, slot_waiters;
+    pthread_cond_t idle_cond; /* eg_wait: count reached 0 */
+    pthread_cond_t slot_cond; /* eg_go: count dropped below limit */
+    atomic_uint state;        /* count | SLOT_WAITERS */
+    atomic_int limit;
+    int idle_waiters, slot_waiters; /* under mu */
     int err;
     char errmsg[EG_ERRMSG_MAX];
 };
@@ -41,7 +49,18 @@ typedef struct {
     void *arg;
 } group_task;
 
+#define SLOT_WAITERS 0x40000000u
+#define COUNT(s) ((s) & ~SLOT_WAITERS)
+#define SPIN_NS (20 * EG_NSEC_PER_USEC)
+
 _Thread_local eg__frame *eg__current;
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 /* eg_errorf's text for the task running on this thread. */
 static _Thread_local struct {
@@ -63,7 +82,7 @@ eg_group *eg_group_new(eg_ctx *parent)
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->idle_cond, NULL);
     pthread_cond_init(&g->slot_cond, NULL);
-    g->limit = -1;
+    atomic_init(&g->limit, -1);
     eg__live(+1);
     return g;
 }
@@ -100,6 +119,27 @@ static void record_failure(eg_group *g, int r)
         eg_cancel(g->ctx, r);
 }
 
+/* Drops one admitted task: the task's last touch of g. */
+static void release_slot(eg_group *g)
+{
+    unsigned old = atomic_load_explicit(&g->state, memory_order_relaxed);
+    while (COUNT(old) > 1 && !(old & SLOT_WAITERS)) {
+        /* Release: the task's effects happen before a waiter sees the
+         * count drop. */
+        if (atomic_compare_exchange_weak_explicit(&g->state, &old, old - 1,
+                                                  memory_order_release,
+                                                  memory_order_relaxed))
+            return;
+    }
+    pthread_mutex_lock(&g->mu);
+    unsigned now = atomic_fetch_sub_explicit(&g->state, 1, memory_order_release) - 1;
+    if (COUNT(now) == 0 && g->idle_waiters)
+        pthread_cond_broadcast(&g->idle_cond);
+    if (g->slot_waiters)
+        pthread_cond_signal(&g->slot_cond);
+    pthread_mutex_unlock(&g->mu);
+}
+
 static void run_task(eg__task *t)
 {
     group_task *gt = (group_task *)t;
@@ -115,14 +155,53 @@ static void run_task(eg__task *t)
     if (r)
         record_failure(g, r);
     task_msg.set = false;
+    release_slot(g);
+}
 
-    pthread_mutex_lock(&g->mu);
-    g->active--;
-    if (g->active == 0 && g->idle_waiters)
-        pthread_cond_broadcast(&g->idle_cond);
-    if (g->slot_waiters)
-        pthread_cond_signal(&g->slot_cond);
-    pthread_mutex_unlock(&g->mu);
+/* Takes a slot: 0, -EBUSY (at the limit and !block) or -EINVAL (limit 0). */
+static int admit(eg_group *g, bool block)
+{
+    int limit = atomic_load_explicit(&g->limit, memory_order_relaxed);
+    if (limit < 0) {
+        atomic_fetch_add_explicit(&g->state, 1, memory_order_relaxed);
+        return 0;
+    }
+    if (limit == 0)
+        return block ? -EINVAL : -EBUSY;
+    int64_t spin_until = 0;
+    unsigned old = atomic_load_explicit(&g->state, memory_order_relaxed);
+    for (;;) {
+        if (COUNT(old) < (unsigned)limit) {
+            if (atomic_compare_exchange_weak_explicit(&g->state, &old, old + 1,
+                                                      memory_order_relaxed,
+                                                      memory_order_relaxed))
+                return 0;
+            continue;
+        }
+        if (!block)
+            return -EBUSY;
+        /* Spin first: a slot usually frees within microseconds, and the
+         * finishing task then need not wake us. */
+        int64_t now = eg_now();
+        if (spin_until == 0)
+            spin_until = now + SPIN_NS;
+        if (now < spin_until) {
+            for (int i = 0; i < 64; i++)
+                cpu_relax();
+            old = atomic_load_explicit(&g->state, memory_order_relaxed);
+            continue;
+        }
+        pthread_mutex_lock(&g->mu);
+        if (g->slot_waiters++ == 0)
+            atomic_fetch_or(&g->state, SLOT_WAITERS);
+        while (COUNT(atomic_load(&g->state)) >= (unsigned)limit)
+            pthread_cond_wait(&g->slot_cond, &g->mu);
+        if (--g->slot_waiters == 0)
+            atomic_fetch_and(&g->state, ~SLOT_WAITERS);
+        pthread_mutex_unlock(&g->mu);
+        old = atomic_load_explicit(&g->state, memory_order_relaxed);
+        spin_until = 0;
+    }
 }
 
 /* Admits and starts one task; block says whether to wait for a slot. */
@@ -138,32 +217,14 @@ static int group_go(eg_group *g, eg_fn fn, void *arg, bool block)
     gt->fn = fn;
     gt->arg = arg;
 
-    pthread_mutex_lock(&g->mu);
-    while (g->limit >= 0 && g->active >= g->limit) {
-        if (!block || g->limit == 0) {
-            int rc = g->limit == 0 && block ? -EINVAL : -EBUSY;
-            pthread_mutex_unlock(&g->mu);
-            free(gt);
-            return rc;
-        }
-        g->slot_waiters++;
-        pthread_cond_wait(&g->slot_cond, &g->mu);
-        g->slot_waiters--;
+    int rc = admit(g, block);
+    if (rc == 0) {
+        rc = eg__pool_submit(&g->queue, &gt->base);
+        if (rc < 0)
+            release_slot(g);
     }
-    g->active++;
-    pthread_mutex_unlock(&g->mu);
-
-    int rc = eg__pool_submit(&g->queue, &gt->base);
-    if (rc < 0) {
+    if (rc < 0)
         free(gt);
-        pthread_mutex_lock(&g->mu);
-        g->active--;
-        if (g->active == 0 && g->idle_waiters)
-            pthread_cond_broadcast(&g->idle_cond);
-        if (g->slot_waiters)
-            pthread_cond_signal(&g->slot_cond);
-        pthread_mutex_unlock(&g->mu);
-    }
     return rc;
 }
 
@@ -176,9 +237,9 @@ int eg_set_limit(eg_group *g, int n)
     if (!g)
         return -EINVAL;
     pthread_mutex_lock(&g->mu);
-    int rc = g->active ? -EBUSY : 0;
+    int rc = COUNT(atomic_load(&g->state)) ? -EBUSY : 0;
     if (rc == 0)
-        g->limit = n < 0 ? -1 : n;
+        atomic_store_explicit(&g->limit, n < 0 ? -1 : n, memory_order_relaxed);
     pthread_mutex_unlock(&g->mu);
     return rc;
 }
@@ -191,15 +252,22 @@ static bool inside_own_task(eg_group *g)
     return false;
 }
 
-/* Runs the group's queued tasks here, then sleeps until none is active. */
+/* Runs the group's queued tasks here, then waits until none is admitted. */
 static int wait_idle(eg_group *g)
 {
     eg__task *t;
     while ((t = eg__pool_take(&g->queue)))
         t->run(t);
+    int64_t spin_until = eg_now() + SPIN_NS;
+    while (COUNT(atomic_load_explicit(&g->state, memory_order_relaxed)) &&
+           eg_now() < spin_until)
+        for (int i = 0; i < 64; i++)
+            cpu_relax();
+    /* Under mu even when the count is already 0: the completion that took
+     * it to 0 holds mu until it no longer touches g. */
     pthread_mutex_lock(&g->mu);
     g->idle_waiters++;
-    while (g->active)
+    while (COUNT(atomic_load_explicit(&g->state, memory_order_acquire)))
         pthread_cond_wait(&g->idle_cond, &g->mu);
     g->idle_waiters--;
     int err = g->err;
@@ -215,6 +283,13 @@ int eg_wait(eg_group *g)
         return -EDEADLK;
     int err = wait_idle(g);
     eg_cancel(g->ctx, err ? err : -ECANCELED);
+    if (err && eg__current) {
+        /* A task that returns what its own group's eg_wait returned passes
+         * the text up with the code, as a Go error value would. */
+        task_msg.code = err;
+        task_msg.set = true;
+        memcpy(task_msg.msg, g->errmsg, sizeof task_msg.msg);
+    }
     return err;
 }
 

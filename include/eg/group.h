@@ -67,7 +67,9 @@ EG_EXPORT int eg_wait(eg_group *g);
 /* Inside a task: attaches text to the result the task is about to return,
  * and returns code: return eg_errorf(-EIO, "user service: HTTP %d", st);
  * The text (at most EG_ERRMSG_MAX - 1 bytes, truncated beyond) is kept only
- * if the task returns the same code. Outside a task it only returns code. */
+ * if the task returns the same code. Outside a task it only returns code.
+ * eg_wait called inside a task attaches its group's error text the same
+ * way, so a task that returns its inner group's error passes the text up. */
 #define EG_ERRMSG_MAX 256
 EG_EXPORT int eg_errorf(int code, const char *fmt, ...) EG_PRINTF(2, 3);
 
