@@ -539,14 +539,17 @@ static void after_run(eg__task *t)
     after_put(a);
 }
 
-/* Claims the run (ARMED -> RUN) and posts it; loses to eg_after_stop. */
+/* Claims the run (ARMED -> RUN) and posts it; loses to eg_after_stop.
+ * The run's reference is taken before the claim: once the claim is visible,
+ * eg_after_stop may drop its own reference at once. */
 static void after_fire(eg_after *a)
 {
+    atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
     int s = AFTER_ARMED;
-    if (atomic_compare_exchange_strong(&a->state, &s, AFTER_RUN)) {
-        atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+    if (atomic_compare_exchange_strong(&a->state, &s, AFTER_RUN))
         eg__pool_post(&a->task);
-    }
+    else
+        after_put(a); /* never the last: the stopper waits in unwatch */
 }
 
 static void after_wake(eg__waiter *w)
