@@ -35,7 +35,9 @@
 #include <string.h>
 #include <unistd.h>
 #ifdef __linux__
+#include <linux/futex.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #endif
 
 #include "internal.h"
@@ -57,8 +59,8 @@ struct eg_ctx {
     atomic_int err;
     int cause; /* written before err is released */
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* eg_ctx_wait sleepers, counted in nwait */
-    int nwait;
+    pthread_cond_t cond; /* eg_ctx_wait sleepers without futexes */
+    atomic_int nwait;    /* eg_ctx_wait sleepers */
     eg_ctx *attach; /* whose children list holds this one */
     bool linked;    /* in attach->children; guarded by attach->mu */
     eg_ctx *children, *sib_prev, *sib_next;
@@ -156,6 +158,38 @@ static void signal_fd(eg_ctx *c)
     (void)r;
 }
 
+#ifdef __linux__
+/* eg_ctx_wait sleeps on the err word itself: one FUTEX_WAKE releases every
+ * sleeper, and none has to take the context's lock again to leave. */
+static void wake_sleepers(eg_ctx *c)
+{
+    syscall(SYS_futex, &c->err, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Sleeps while err == 0, until deadline_ns (NO_DEADLINE: no limit). */
+static int sleep_on_err(eg_ctx *c, int64_t deadline_ns)
+{
+    int err;
+    atomic_fetch_add(&c->nwait, 1);
+    while (!(err = atomic_load(&c->err))) {
+        struct timespec ts, *tsp = NULL;
+        if (deadline_ns != NO_DEADLINE) {
+            if (eg_now() >= deadline_ns)
+                break;
+            eg__ts_from_ns(&ts, deadline_ns);
+            tsp = &ts;
+        }
+        /* Absolute CLOCK_MONOTONIC timeout; returns at once if err != 0. */
+        syscall(SYS_futex, &c->err, FUTEX_WAIT_BITSET_PRIVATE, 0, tsp, NULL,
+                FUTEX_BITSET_MATCH_ANY);
+    }
+    atomic_fetch_sub(&c->nwait, 1);
+    return err;
+}
+#else
+static void wake_sleepers(eg_ctx *c) { pthread_cond_broadcast(&c->cond); }
+#endif
+
 /* Marks c done and cancels its subtree. The caller holds a reference to c,
  * or c's attach lock (c cannot be freed while linked), or is c's timer. */
 static void do_cancel(eg_ctx *c, int err, int cause)
@@ -185,8 +219,10 @@ static void do_cancel(eg_ctx *c, int err, int cause)
     }
     c->waiters = NULL;
 
-    if (c->nwait)
-        pthread_cond_broadcast(&c->cond);
+    /* Seq_cst pairs with the sleeper's increment then load of err: either
+     * it sees err, or we see it counted. */
+    if (atomic_load(&c->nwait))
+        wake_sleepers(c);
     signal_fd(c);
     if (c->has_timer)
         eg__timer_del(&c->timer);
@@ -402,8 +438,11 @@ int eg_ctx_wait_until(eg_ctx *ctx, int64_t deadline_ns)
     int err = atomic_load_explicit(&c->err, memory_order_acquire);
     if (err)
         return err;
+#ifdef __linux__
+    return sleep_on_err(c, deadline_ns);
+#else
     pthread_mutex_lock(&c->mu);
-    c->nwait++;
+    atomic_fetch_add(&c->nwait, 1);
     while (!(err = atomic_load_explicit(&c->err, memory_order_relaxed))) {
         if (deadline_ns == NO_DEADLINE) {
             pthread_cond_wait(&c->cond, &c->mu);
@@ -412,9 +451,10 @@ int eg_ctx_wait_until(eg_ctx *ctx, int64_t deadline_ns)
             break;
         }
     }
-    c->nwait--;
+    atomic_fetch_sub(&c->nwait, 1);
     pthread_mutex_unlock(&c->mu);
     return err;
+#endif
 }
 
 int eg_ctx_wait(eg_ctx *ctx) { return eg_ctx_wait_until(ctx, NO_DEADLINE); }

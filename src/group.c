@@ -23,6 +23,7 @@
  * Lock order: g->mu -> nothing. The context is cancelled and the pool is
  * called with g->mu released.
  */
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,11 +56,16 @@ typedef struct {
 
 _Thread_local eg__frame *eg__current;
 
-static inline void cpu_relax(void)
+/* One step of a bounded spin: pause, and yield the CPU so that on few
+ * cores the thread we wait for can run. */
+static inline void spin_step(void)
 {
+    for (int i = 0; i < 64; i++) {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
+        __builtin_ia32_pause();
 #endif
+    }
+    sched_yield();
 }
 
 /* eg_errorf's text for the task running on this thread. */
@@ -186,8 +192,7 @@ static int admit(eg_group *g, bool block)
         if (spin_until == 0)
             spin_until = now + SPIN_NS;
         if (now < spin_until) {
-            for (int i = 0; i < 64; i++)
-                cpu_relax();
+            spin_step();
             old = atomic_load_explicit(&g->state, memory_order_relaxed);
             continue;
         }
@@ -261,8 +266,7 @@ static int wait_idle(eg_group *g)
     int64_t spin_until = eg_now() + SPIN_NS;
     while (COUNT(atomic_load_explicit(&g->state, memory_order_relaxed)) &&
            eg_now() < spin_until)
-        for (int i = 0; i < 64; i++)
-            cpu_relax();
+        spin_step();
     /* Under mu even when the count is already 0: the completion that took
      * it to 0 holds mu until it no longer touches g. */
     pthread_mutex_lock(&g->mu);

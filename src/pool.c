@@ -33,6 +33,7 @@
  * any other lock while holding P.mu.
  */
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -318,8 +319,13 @@ static void *worker_main(void *arg)
 #if defined(__x86_64__) || defined(__i386__)
                 __builtin_ia32_pause();
 #endif
-                if ((i & 63) == 0 && eg_now() > until)
-                    break;
+                /* Yield now and then: on few cores a spinner must not keep
+                 * a just-woken thread off the CPU. */
+                if ((i & 63) == 0) {
+                    if (eg_now() > until)
+                        break;
+                    sched_yield();
+                }
             }
             pthread_mutex_lock(&P.mu);
             if (seen || P.queued > 0)
