@@ -1,0 +1,306 @@
+/*
+ * io.c - blocking points that listen to a context: sleep, poll, read, write,
+ * connect, accept.
+ *
+ * Waiting is always poll(2) on two fds: the caller's and the context's
+ * eg_ctx_fd, which polls readable once the context is done (including at its
+ * deadline, so no poll timeout is computed here). A context that can never be
+ * done has no fd; then the caller's fd is polled alone.
+ *
+ * The fd's O_NONBLOCK flag decides the order of operations:
+ *   - non-blocking: try the operation, wait only on EAGAIN;
+ *   - blocking: wait for readiness first, then do one operation, which must
+ *     not block. A zero-timeout poll comes first, so data that is already
+ *     there needs no context fd. Reads after POLLIN do not block on sockets
+ *     and pipes, unless another thread reads the data first. Writes after POLLOUT are capped at PIPE_BUF bytes: a pipe
+ *     reporting POLLOUT takes that much without blocking, and a larger write
+ *     to a blocking pipe or socket could sleep until the peer reads, out of
+ *     the context's reach. (Use O_NONBLOCK fds for large uncapped writes.)
+ *   - regular files and block devices never block: the operation is done
+ *     directly after the initial context check.
+ *
+ * Every call returns the context's error at once, without doing anything,
+ * when the context is already done, and leaves errno as it found it.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int eg_sleep(eg_ctx *ctx, int64_t ns)
+{
+    if (!ctx)
+        return -EINVAL;
+    int err = eg_ctx_err(ctx);
+    if (err || ns <= 0)
+        return err;
+    int64_t now = eg_now();
+    int64_t deadline = ns > INT64_MAX - now ? INT64_MAX : now + ns;
+    return eg_ctx_wait_until(ctx, deadline);
+}
+
+/* eg_poll without the entry checks and with errno clobbered. */
+static int poll_ctx(eg_ctx *ctx, int fd, short events)
+{
+    struct pollfd pfd[2] = {{.fd = fd, .events = events}};
+    nfds_t nfds = 1;
+    int cfd = eg_ctx_fd(ctx);
+    if (cfd >= 0) {
+        pfd[1].fd = cfd;
+        pfd[1].events = POLLIN;
+        nfds = 2;
+    } else if (cfd != -EINVAL) {
+        return cfd; /* no fd could be made: fail rather than not listen */
+    }
+    for (;;) {
+        pfd[0].revents = pfd[1].revents = 0;
+        if (poll(pfd, nfds, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        /* The context wins a tie: the caller asked to stop. */
+        if (pfd[1].revents) {
+            int err = eg_ctx_err(ctx);
+            if (err)
+                return err;
+        }
+        if (pfd[0].revents)
+            return pfd[0].revents;
+    }
+}
+
+int eg_poll(eg_ctx *ctx, int fd, short events)
+{
+    if (!ctx)
+        return -EINVAL;
+    int err = eg_ctx_err(ctx);
+    if (err)
+        return err;
+    int saved = errno;
+    int rc = poll_ctx(ctx, fd, events);
+    errno = saved;
+    return rc;
+}
+
+/* How an fd is driven; see the top of the file. */
+enum io_mode { IO_NONBLOCK, IO_BLOCKING, IO_FILE };
+
+static int io_mode(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (fl & O_NONBLOCK)
+        return IO_NONBLOCK;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode))
+        return IO_FILE;
+    return IO_BLOCKING;
+}
+
+/* True when fd already has one of events, without creating a context fd. */
+static bool ready_now(int fd, short events)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+    return poll(&pfd, 1, 0) > 0;
+}
+
+/* One read (into rbuf) or write (from wbuf) under the rules at the top.
+ * errno is clobbered. */
+static ssize_t transfer(eg_ctx *ctx, int fd, bool reading, void *rbuf,
+                        const void *wbuf, size_t len)
+{
+    int mode = io_mode(fd);
+    if (mode < 0)
+        return mode;
+    short events = reading ? POLLIN : POLLOUT;
+    if (mode == IO_BLOCKING && !reading && len > PIPE_BUF)
+        len = PIPE_BUF;
+    bool ready = mode != IO_BLOCKING || ready_now(fd, events);
+    for (;;) {
+        if (!ready) {
+            int rc = poll_ctx(ctx, fd, events);
+            if (rc < 0)
+                return rc;
+            if (rc & POLLNVAL)
+                return -EBADF;
+        }
+        ssize_t n = reading ? read(fd, rbuf, len) : write(fd, wbuf, len);
+        if (n >= 0)
+            return n;
+        int e = errno;
+        if (e != EINTR && e != EAGAIN && e != EWOULDBLOCK)
+            return -e;
+        /* Interrupted, or not ready after all: listen to ctx again. */
+        int err = eg_ctx_err(ctx);
+        if (err)
+            return err;
+        ready = e == EINTR && mode != IO_BLOCKING;
+    }
+}
+
+static ssize_t io_call(eg_ctx *ctx, int fd, bool reading, void *rbuf,
+                       const void *wbuf, size_t len)
+{
+    if (!ctx || (len && !(reading ? rbuf : wbuf)))
+        return -EINVAL;
+    int err = eg_ctx_err(ctx);
+    if (err)
+        return err;
+    int saved = errno;
+    ssize_t n = transfer(ctx, fd, reading, rbuf, wbuf, len);
+    errno = saved;
+    return n;
+}
+
+ssize_t eg_read(eg_ctx *ctx, int fd, void *buf, size_t len)
+{
+    return io_call(ctx, fd, true, buf, NULL, len);
+}
+
+ssize_t eg_write(eg_ctx *ctx, int fd, const void *buf, size_t len)
+{
+    return io_call(ctx, fd, false, NULL, buf, len);
+}
+
+ssize_t eg_write_all(eg_ctx *ctx, int fd, const void *buf, size_t len)
+{
+    if (!ctx || (!buf && len) || len > SSIZE_MAX)
+        return -EINVAL;
+    int err = eg_ctx_err(ctx);
+    if (err)
+        return err;
+    const char *p = buf;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = eg_write(ctx, fd, p + done, len - done);
+        if (n < 0)
+            return n;
+        if (n == 0)
+            return -EIO; /* write(2) made no progress: never loop on it */
+        done += (size_t)n;
+    }
+    return (ssize_t)len;
+}
+
+/* Waits for a connect in progress on a non-blocking socket and returns its
+ * outcome. errno is clobbered. */
+static int connect_wait(eg_ctx *ctx, int fd)
+{
+    int rc = poll_ctx(ctx, fd, POLLOUT);
+    if (rc < 0)
+        return rc;
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+        return -errno;
+    return -soerr;
+}
+
+/* connect(2) on a socket the caller made non-blocking. errno is clobbered. */
+static int connect_nonblock(eg_ctx *ctx, int fd, const struct sockaddr *addr,
+                            socklen_t len)
+{
+    int64_t backoff = EG_NSEC_PER_MSEC;
+    for (;;) {
+        if (connect(fd, addr, len) == 0)
+            return 0;
+        switch (errno) {
+        case EINPROGRESS:
+        case EINTR: /* the connect goes on asynchronously */
+            return connect_wait(ctx, fd);
+        case EAGAIN: {
+            /* A local (AF_UNIX) listener's backlog is full; a blocking
+             * connect would wait for room, which no fd reports: retry. */
+            int err = eg_sleep(ctx, backoff);
+            if (err)
+                return err;
+            if (backoff < 64 * EG_NSEC_PER_MSEC)
+                backoff *= 2;
+            break;
+        }
+        default:
+            return -errno;
+        }
+    }
+}
+
+/* O_NONBLOCK is set on the open file description for the duration of the
+ * call, so other users of the same socket see it meanwhile; connecting a
+ * socket that other threads use at the same time is not meaningful anyway. */
+int eg_connect(eg_ctx *ctx, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    if (!ctx)
+        return -EINVAL;
+    int err = eg_ctx_err(ctx);
+    if (err)
+        return err;
+    int saved = errno;
+    int fl = fcntl(fd, F_GETFL);
+    int rc;
+    if (fl < 0) {
+        rc = -errno;
+    } else if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        rc = -errno;
+    } else {
+        rc = connect_nonblock(ctx, fd, addr, len);
+        if (!(fl & O_NONBLOCK))
+            (void)fcntl(fd, F_SETFL, fl);
+    }
+    errno = saved;
+    return rc;
+}
+
+/* accept4 under the rules at the top. errno is clobbered. */
+static int accept_loop(eg_ctx *ctx, int fd, struct sockaddr *addr,
+                       socklen_t *len)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    bool nonblock = fl & O_NONBLOCK;
+    socklen_t len0 = len ? *len : 0;
+    bool ready = nonblock || ready_now(fd, POLLIN);
+    for (;;) {
+        if (!ready) {
+            int rc = poll_ctx(ctx, fd, POLLIN);
+            if (rc < 0)
+                return rc;
+            if (rc & POLLNVAL)
+                return -EBADF;
+        }
+        if (len)
+            *len = len0;
+        int nfd = accept4(fd, addr, len, SOCK_CLOEXEC);
+        if (nfd >= 0)
+            return nfd;
+        int e = errno;
+        if (e != EINTR && e != EAGAIN && e != EWOULDBLOCK && e != ECONNABORTED)
+            return -e;
+        /* Another thread took the connection, the peer gave up, or a
+         * signal came: listen to ctx again. */
+        int err = eg_ctx_err(ctx);
+        if (err)
+            return err;
+        ready = nonblock && e != EAGAIN && e != EWOULDBLOCK;
+    }
+}
+
+int eg_accept(eg_ctx *ctx, int fd, struct sockaddr *addr, socklen_t *len)
+{
+    if (!ctx)
+        return -EINVAL;
+    int err = eg_ctx_err(ctx);
+    if (err)
+        return err;
+    int saved = errno;
+    int rc = accept_loop(ctx, fd, addr, len);
+    errno = saved;
+    return rc;
+}

@@ -1,0 +1,180 @@
+/*
+ * sem.c - weighted semaphore (golang.org/x/sync/semaphore).
+ *
+ * State, guarded by s->mu:
+ *   size     total weight, fixed at creation
+ *   cur      weight held by callers, 0 <= cur <= size
+ *   waiters  FIFO of blocked acquirers, each a node in its own stack frame
+ *
+ * Admission is strictly FIFO: an acquire (or try_acquire) succeeds at once
+ * only if nobody is queued and its weight is free. A release grants weight to
+ * waiters from the head for as long as the head's request fits and stops at
+ * the first one that does not, even if smaller requests behind it would fit:
+ * a large request is never starved by a stream of small ones.
+ *
+ * A waiter node moves once, under mu:
+ *
+ *   queued --granted by notify_waiters--> ready     (weight added to cur)
+ *   queued --its context ended-----------> unlinked by its own thread
+ *
+ * A waiter that wakes to find its context done fails either way; if it was
+ * granted meanwhile it gives the weight back (Go since golang/go#63615), so a
+ * context that ended before the weight was handed over always means failure
+ * and nothing held. A waiter that leaves from the head of the queue may have
+ * been the only thing blocking those behind it, so it runs notify_waiters
+ * for them before returning.
+ *
+ * Lock order: s->mu is the semaphore's only lock and is taken before any
+ * context lock (eg_cond_wait registers with the context while mu is held).
+ */
+#include <assert.h>
+
+#include "internal.h"
+
+typedef struct sem_waiter sem_waiter;
+struct sem_waiter {
+    sem_waiter *next, *prev;
+    pthread_cond_t cond;
+    int64_t n;
+    bool ready;
+};
+
+struct eg_sem {
+    pthread_mutex_t mu;
+    int64_t size, cur;
+    sem_waiter *head, *tail;
+};
+
+static void waiter_push(eg_sem *s, sem_waiter *w)
+{
+    w->next = NULL;
+    w->prev = s->tail;
+    if (s->tail)
+        s->tail->next = w;
+    else
+        s->head = w;
+    s->tail = w;
+}
+
+static void waiter_unlink(eg_sem *s, sem_waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        s->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        s->tail = w->prev;
+    w->next = w->prev = NULL;
+}
+
+/* Grants weight to queued waiters in order, stopping at the first request
+ * that does not fit. Called with mu held; signals under mu so a granted
+ * waiter cannot destroy its condition variable before the signal returned. */
+static void notify_waiters(eg_sem *s)
+{
+    sem_waiter *w;
+    while ((w = s->head) && s->size - s->cur >= w->n) {
+        s->cur += w->n;
+        waiter_unlink(s, w);
+        w->ready = true;
+        pthread_cond_signal(&w->cond);
+    }
+}
+
+eg_sem *eg_sem_new(int64_t n)
+{
+    if (n <= 0)
+        return NULL;
+    eg_sem *s = eg__calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->size = n;
+    eg__live(+1);
+    return s;
+}
+
+int eg_sem_acquire(eg_ctx *ctx, eg_sem *s, int64_t n)
+{
+    /* size never changes, so reading it unlocked is safe. A request larger
+     * than size could never be granted: Go blocks until ctx is done; failing
+     * at once tells the caller about the bug without parking a thread. */
+    if (!ctx || !s || n < 0 || n > s->size)
+        return -EINVAL;
+    int err = eg_ctx_err(ctx);
+    if (err)
+        return err;
+
+    pthread_mutex_lock(&s->mu);
+    if (!s->head && s->size - s->cur >= n) {
+        s->cur += n;
+        pthread_mutex_unlock(&s->mu);
+        return 0;
+    }
+
+    sem_waiter w = {.n = n};
+    int rc = pthread_cond_init(&w.cond, NULL);
+    if (rc != 0) {
+        pthread_mutex_unlock(&s->mu);
+        return -rc;
+    }
+    waiter_push(s, &w);
+    do
+        err = eg_cond_wait(ctx, &w.cond, &s->mu);
+    while (!err && !w.ready);
+
+    if (!w.ready) {
+        bool was_head = s->head == &w;
+        waiter_unlink(s, &w);
+        if (was_head && s->size > s->cur)
+            notify_waiters(s);
+        rc = err;
+    } else if ((err = eg_ctx_err(ctx))) {
+        s->cur -= n;
+        notify_waiters(s);
+        rc = err;
+    }
+    pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&w.cond);
+    return rc;
+}
+
+bool eg_sem_try_acquire(eg_sem *s, int64_t n)
+{
+    if (!s || n < 0)
+        return false;
+    pthread_mutex_lock(&s->mu);
+    bool ok = !s->head && s->size - s->cur >= n;
+    if (ok)
+        s->cur += n;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+void eg_sem_release(eg_sem *s, int64_t n)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    /* Releasing weight that is not held is the caller's bug (Go panics).
+     * Debug builds stop here; release builds clamp and carry on. */
+    assert(n >= 0 && n <= s->cur && "eg_sem_release: released more than held");
+    if (n > 0)
+        s->cur = n > s->cur ? 0 : s->cur - n;
+    notify_waiters(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void eg_sem_free(eg_sem *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    eg__live(-1);
+}
