@@ -302,10 +302,18 @@ static eg_ctx *new_cancel(eg_ctx *parent, int64_t deadline, int cause)
         if (deadline <= eg_now()) {
             do_cancel(c, -ETIMEDOUT, c->deadline_cause);
         } else {
+            /* Under c->mu: c is linked, so a parent's cancel may read it.
+             * A cancel between here and the add leaves a timer armed on a
+             * done context: its firing is a no-op, and the destructor
+             * disarms it. */
             c->timer.when = deadline;
+            pthread_mutex_lock(&c->mu);
             c->has_timer = true;
+            pthread_mutex_unlock(&c->mu);
             if (eg__timer_add(&c->timer) < 0) {
+                pthread_mutex_lock(&c->mu);
                 c->has_timer = false;
+                pthread_mutex_unlock(&c->mu);
                 eg_ctx_release(c);
                 return NULL;
             }
