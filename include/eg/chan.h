@@ -29,7 +29,8 @@ EG_EXPORT int eg_chan_send(eg_ctx *ctx, eg_chan *ch, const void *elem);
  * is empty. Returns 0, -EPIPE once the channel is closed and drained, the
  * context's error, or -EINVAL. */
 EG_EXPORT int eg_chan_recv(eg_ctx *ctx, eg_chan *ch, void *elem);
-/* Non-blocking twins: -EAGAIN where the blocking call would block. */
+/* Non-blocking twins: -EAGAIN where the blocking call would block, -EPIPE
+ * where it would return -EPIPE (closed; for receive: closed and drained). */
 EG_EXPORT int eg_chan_try_send(eg_chan *ch, const void *elem);
 EG_EXPORT int eg_chan_try_recv(eg_chan *ch, void *elem);
 /* Closes the channel: pending and later sends get -EPIPE; receivers drain

@@ -46,7 +46,9 @@ EG_EXPORT int eg_poll(eg_ctx *ctx, int fd, short events);
  * Returns bytes transferred (0 at end of file for eg_read), the context's
  * error, or -errno. A cancelled call transferred nothing and leaves the fd
  * usable. Regular files never block and ignore the context after the first
- * check. */
+ * check. On a blocking pipe or socket, eg_write writes at most PIPE_BUF
+ * bytes per call (a larger write could block where the context cannot
+ * interrupt it), so it may return a short count; eg_write_all loops. */
 EG_EXPORT ssize_t eg_read(eg_ctx *ctx, int fd, void *buf, size_t len);
 EG_EXPORT ssize_t eg_write(eg_ctx *ctx, int fd, const void *buf, size_t len);
 /* eg_write until all len bytes are written: returns len, or an error

@@ -20,13 +20,17 @@ typedef struct eg_sem eg_sem;
 EG_EXPORT eg_sem *eg_sem_new(int64_t n);
 /* Acquires weight n, blocking until it is available. Returns 0, the
  * context's error (nothing acquired), or -EINVAL (n < 0, or n larger than
- * the semaphore's total: it could never succeed). */
+ * the semaphore's total: it could never succeed). As in Go since 1.22's
+ * x/sync, a context that is done when the waiter wakes wins even if the
+ * weight was granted meanwhile (it is given back), and a context already
+ * done fails the call even when it would not block. */
 EG_EXPORT int eg_sem_acquire(eg_ctx *ctx, eg_sem *s, int64_t n);
 /* Acquires n without blocking: true on success. False when waiters are
  * queued ahead or the weight is not available. */
 EG_EXPORT bool eg_sem_try_acquire(eg_sem *s, int64_t n);
-/* Releases weight n. Releasing more than is held is a bug: it is clamped
- * and ignored in release builds. */
+/* Releases weight n and wakes the waiters it satisfies (n == 0 only wakes).
+ * Releasing more than is held is a bug: assert() fails in debug builds; with
+ * NDEBUG the held weight is clamped to zero. */
 EG_EXPORT void eg_sem_release(eg_sem *s, int64_t n);
 /* Frees the semaphore. No call may be blocked on it. NULL-safe. */
 EG_EXPORT void eg_sem_free(eg_sem *s);
