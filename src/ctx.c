@@ -302,18 +302,21 @@ static eg_ctx *new_cancel(eg_ctx *parent, int64_t deadline, int cause)
         if (deadline <= eg_now()) {
             do_cancel(c, -ETIMEDOUT, c->deadline_cause);
         } else {
-            /* Under c->mu: c is linked, so a parent's cancel may read it.
-             * A cancel between here and the add leaves a timer armed on a
-             * done context: its firing is a no-op, and the destructor
-             * disarms it. */
-            c->timer.when = deadline;
+            /* c is linked: a cancelling parent may run do_cancel(c) now.
+             * Arm under c's lock (context lock -> timer lock), so do_cancel
+             * either sees has_timer and disarms, or ran before and we do
+             * not arm. */
+            int rc = 0;
             pthread_mutex_lock(&c->mu);
-            c->has_timer = true;
+            if (!atomic_load_explicit(&c->err, memory_order_relaxed)) {
+                c->timer.when = deadline;
+                c->has_timer = true;
+                rc = eg__timer_add(&c->timer);
+                if (rc < 0)
+                    c->has_timer = false;
+            }
             pthread_mutex_unlock(&c->mu);
-            if (eg__timer_add(&c->timer) < 0) {
-                pthread_mutex_lock(&c->mu);
-                c->has_timer = false;
-                pthread_mutex_unlock(&c->mu);
+            if (rc < 0) {
                 eg_ctx_release(c);
                 return NULL;
             }

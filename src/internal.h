@@ -59,7 +59,8 @@ struct eg__queue {
  * started to run it (t was not queued). */
 EG_HIDDEN int eg__pool_submit(eg__queue *q, eg__task *t);
 /* Like eg__pool_submit, but never fails: if no thread can start now, t
- * stays queued until a worker frees or a later submission starts one. */
+ * stays queued, and the pool retries starting one every millisecond (from
+ * the timer thread) until one starts or a worker frees. */
 EG_HIDDEN void eg__pool_post(eg__task *t);
 /* Removes and returns the first task of q not yet picked by a thread, or
  * NULL. */

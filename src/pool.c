@@ -16,7 +16,9 @@
  * wait for a free worker (and keeps the fast path free of syscalls) is
  *
  *   queued > 0  =>  avail > 0, or threads == max_threads, or a thread
- *                   start failed (then the submitter was told -EAGAIN)
+ *                   start failed: then the submitter was told -EAGAIN, or
+ *                   (when a worker passing the duty on failed) a retry is
+ *                   armed on the timer thread
  *
  * A submitter wakes a sleeper (or starts a thread) only when avail == 0; a
  * spinner that pops a task and leaves the queue non-empty with avail == 0
@@ -29,8 +31,9 @@
  * tasks need.
  *
  * Lock order: callers may hold a context lock (ctx.c posts eg_after_func
- * callbacks and deferred condition-variable wake-ups); the pool never takes
- * any other lock while holding P.mu.
+ * callbacks and deferred condition-variable wake-ups); while holding P.mu the
+ * pool takes only the timer lock (to arm a thread-start retry), and the
+ * timer runs the retry without its own lock.
  */
 #include <limits.h>
 #include <sched.h>
@@ -65,7 +68,9 @@ static struct {
     bool configured;
     eg_pool_config cfg;
     uint64_t started;
-} P = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    bool retry_armed;   /* retry_timer is armed */
+    eg__timer retry_timer;
+} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .retry_timer = {.index = SIZE_MAX}};
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static pthread_condattr_t mono_attr;
@@ -283,6 +288,32 @@ static int add_avail_locked(void)
 
 static inline int avail(void) { return P.spinning + P.signaled; }
 
+/* A thread start failed while queued work has no worker to look at it:
+ * retry from the timer thread until one starts or a worker frees. Without
+ * this, a task accepted earlier could wait behind a task that waits for it. */
+static void retry_fire(eg__timer *t);
+
+static void arm_retry_locked(void)
+{
+    if (P.retry_armed)
+        return;
+    P.retry_armed = true;
+    P.retry_timer.fire = retry_fire;
+    P.retry_timer.when = eg_now() + EG_NSEC_PER_MSEC;
+    if (eg__timer_add(&P.retry_timer) < 0)
+        P.retry_armed = false; /* the next submission retries instead */
+}
+
+static void retry_fire(eg__timer *t)
+{
+    (void)t;
+    pthread_mutex_lock(&P.mu);
+    P.retry_armed = false;
+    if (P.queued > 0 && avail() == 0 && add_avail_locked() < 0)
+        arm_retry_locked();
+    pthread_mutex_unlock(&P.mu);
+}
+
 static void *worker_main(void *arg)
 {
     (void)arg;
@@ -296,8 +327,8 @@ static void *worker_main(void *arg)
             P.spinning--;
             P.running++;
             /* Pass the duty to look for work on if we leave work behind. */
-            if (P.queued > 0 && avail() == 0)
-                add_avail_locked();
+            if (P.queued > 0 && avail() == 0 && add_avail_locked() < 0)
+                arm_retry_locked();
             pthread_mutex_unlock(&P.mu);
             t->run(t);
             pthread_mutex_lock(&P.mu);
@@ -381,15 +412,15 @@ int eg__pool_submit(eg__queue *q, eg__task *t)
     return rc;
 }
 
-/* If no thread can start now, t waits for the next worker that frees or
- * the next submission that starts one. */
+/* If no thread can start now, t waits until a retry starts one or a worker
+ * frees. */
 void eg__pool_post(eg__task *t)
 {
     pool_init();
     pthread_mutex_lock(&P.mu);
     queue_push(&P.shared, t);
-    if (avail() == 0)
-        add_avail_locked();
+    if (avail() == 0 && add_avail_locked() < 0)
+        arm_retry_locked();
     pthread_mutex_unlock(&P.mu);
 }
 
@@ -415,4 +446,6 @@ static void pool_atfork_child(void)
     atomic_store(&P.queued_hint, 0);
     P.threads = P.running = P.spinning = P.signaled = 0;
     P.sleepers = NULL;
+    P.retry_armed = false;
+    P.retry_timer.index = SIZE_MAX;
 }

@@ -1,0 +1,22 @@
+# The stress program and settings for the robustness tests; included from
+# tests/CMakeLists.txt after its test_*.c loop (which builds test_regress,
+# test_fork and test_fault).
+#
+# stress is a standalone program, not a cmocka test: it prints its seed,
+# runs randomized rounds and checks invariants after each one. Replay a
+# failure with `stress --seed S`; run longer with --rounds N or --seconds T.
+
+set(EG_STRESS_ROUNDS 10000 CACHE STRING "Rounds of the stress test under ctest")
+set(EG_STRESS_TIMEOUT 600 CACHE STRING "Timeout of the stress test, seconds")
+
+add_executable(stress ${CMAKE_CURRENT_SOURCE_DIR}/stress.c)
+target_compile_definitions(stress PRIVATE _GNU_SOURCE)
+target_link_libraries(stress PRIVATE errgroup Threads::Threads)
+add_test(NAME stress COMMAND stress --rounds ${EG_STRESS_ROUNDS})
+set_tests_properties(stress PROPERTIES TIMEOUT ${EG_STRESS_TIMEOUT})
+
+# test_fault needs the hooks of a -DEG_FAULT_INJECTION=ON library; against
+# any other it only prints that it skipped.
+if(TARGET test_fault AND NOT EG_FAULT_INJECTION)
+  set_tests_properties(test_fault PROPERTIES DISABLED TRUE)
+endif()

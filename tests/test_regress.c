@@ -1,0 +1,615 @@
+/*
+ * test_regress.c - named regression tests for bug classes known from
+ * similar libraries (Go's errgroup, libdill, stdexec, TileDB), and misuse
+ * that must return an error rather than crash or hang.
+ *
+ * Most are loops over a race: they pass or fail on behaviour in a plain
+ * build, and are meant to be run under ASan and TSan too, where a
+ * use-after-free or a data race in the window fails the run.
+ */
+#include "testutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void nap_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Waits (bounded) until *v reaches want; false on time-out. */
+static bool wait_for_int(atomic_int *v, int want)
+{
+    for (int i = 0; i < 200000; i++) {
+        if (atomic_load(v) == want)
+            return true;
+        nap_us(50);
+    }
+    return atomic_load(v) == want;
+}
+
+/* Waits (bounded) until eg_live_objects() is back to base. */
+static void assert_live_back_to(long base)
+{
+    for (int i = 0; i < 200000 && eg_live_objects() != base; i++)
+        nap_us(50);
+    assert_int_equal(eg_live_objects(), base);
+}
+
+/* A tiny xorshift for jitter in the race loops. */
+static unsigned jitter_state = 2463534242u;
+static unsigned jitter(unsigned mod)
+{
+    unsigned x = jitter_state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    jitter_state = x;
+    return x % mod;
+}
+
+static void spin(unsigned n)
+{
+    for (volatile unsigned i = 0; i < n; i = i + 1) {
+    }
+}
+
+/* A thread that cancels a context after a spin of its own. */
+typedef struct cancel_job {
+    pthread_t tid;
+    eg_ctx *ctx;
+    int cause;
+    unsigned delay;
+} cancel_job;
+
+static void *cancel_main(void *arg)
+{
+    cancel_job *j = arg;
+    spin(j->delay);
+    eg_cancel(j->ctx, j->cause);
+    return NULL;
+}
+
+static void cancel_async(cancel_job *j, eg_ctx *ctx, int cause, unsigned delay)
+{
+    j->ctx = ctx;
+    j->cause = cause;
+    j->delay = delay;
+    assert_int_equal(pthread_create(&j->tid, NULL, cancel_main, j), 0);
+}
+
+static int wait_ctx_task(eg_ctx *ctx, void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+    return eg_ctx_wait(ctx);
+}
+
+static int count_task(eg_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    atomic_fetch_add((atomic_int *)arg, 1);
+    return 0;
+}
+
+/* ---- libdill #215, stdexec #1718: cancel racing wait and free ---------- */
+
+/* A parent cancelled from another thread while eg_wait and eg_group_free
+ * run: the group's context is being released as the cancel walks the
+ * tree. */
+static void regress_cancel_racing_wait_and_free(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    for (int it = 0; it < 400; it++) {
+        eg_ctx *parent = eg_with_cancel(NULL);
+        assert_non_null(parent);
+        eg_group *g = eg_group_new(parent);
+        assert_non_null(g);
+        atomic_int ran = 0;
+        int n = 1 + (int)jitter(8);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(eg_go(g, wait_ctx_task, &ran), 0);
+        cancel_job j;
+        cancel_async(&j, parent, -EPIPE, jitter(20000));
+        int err = eg_wait(g);
+        eg_group_free(g);
+        pthread_join(j.tid, NULL);
+        /* Every task returned the context's error once the parent was
+         * cancelled. */
+        assert_int_equal(err, -ECANCELED);
+        assert_int_equal(atomic_load(&ran), n);
+        eg_ctx_release(parent);
+    }
+    assert_live_back_to(base);
+}
+
+/* The same race with the canceller also freeing the group: the cancel and
+ * the free run on different threads with no order between them. */
+typedef struct free_job {
+    pthread_t tid;
+    eg_group *g;
+    unsigned delay;
+} free_job;
+
+static void *free_main(void *arg)
+{
+    free_job *j = arg;
+    spin(j->delay);
+    eg_group_free(j->g);
+    return NULL;
+}
+
+static void regress_cancel_racing_free_on_other_thread(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    for (int it = 0; it < 400; it++) {
+        eg_ctx *parent = eg_with_cancel(NULL);
+        eg_group *g = eg_group_new(parent);
+        atomic_int ran = 0;
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(eg_go(g, count_task, &ran), 0);
+        free_job f = {.g = g, .delay = jitter(5000)};
+        assert_int_equal(pthread_create(&f.tid, NULL, free_main, &f), 0);
+        spin(jitter(5000));
+        eg_cancel(parent, 0);
+        pthread_join(f.tid, NULL);
+        assert_int_equal(atomic_load(&ran), 3);
+        eg_ctx_release(parent);
+    }
+    assert_live_back_to(base);
+}
+
+/* ---- TileDB #1191: tasks of a cancelled group still run and are counted */
+
+static void regress_cancelled_before_go_still_runs(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    eg_ctx *parent = eg_with_cancel(NULL);
+    eg_cancel(parent, -ENOLINK);
+    eg_group *g = eg_group_new(parent);
+    assert_non_null(g);
+    assert_int_equal(eg_ctx_err(eg_group_ctx(g)), -ECANCELED);
+    assert_int_equal(eg_ctx_cause(eg_group_ctx(g)), -ENOLINK);
+    assert_int_equal(eg_set_limit(g, 2), 0);
+
+    atomic_int ran = 0;
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(eg_go(g, wait_ctx_task, &ran), 0);
+    /* Each task returns the context's error: the first is the result. */
+    assert_int_equal(eg_wait(g), -ECANCELED);
+    assert_int_equal(atomic_load(&ran), 20);
+    /* The parent's cause stays: the group was cancelled through it. */
+    assert_int_equal(eg_ctx_cause(eg_group_ctx(g)), -ENOLINK);
+    eg_group_free(g);
+    eg_ctx_release(parent);
+    assert_live_back_to(base);
+}
+
+/* ---- WaitGroup: done/add below zero ----------------------------------- */
+
+static void wg_done_fn(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+
+static void regress_wg_below_zero_is_rejected(void **state)
+{
+    (void)state;
+    eg_wg wg;
+    assert_int_equal(eg_wg_init(&wg), 0);
+    assert_int_equal(eg_wg_done(&wg), -EINVAL); /* 0 - 1 */
+    assert_int_equal(eg_wg_add(&wg, 2), 0);
+    assert_int_equal(eg_wg_add(&wg, -3), -EINVAL); /* no change */
+    assert_int_equal(eg_wg_done(&wg), 0);
+    assert_int_equal(eg_wg_done(&wg), 0);
+    assert_int_equal(eg_wg_done(&wg), -EINVAL);
+    eg_wg_wait(&wg); /* at zero: returns at once */
+
+    /* Still usable: a counter that went "below zero" did not move. */
+    atomic_int ran = 0;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(eg_wg_go(&wg, wg_done_fn, &ran), 0);
+    eg_wg_wait(&wg);
+    assert_int_equal(atomic_load(&ran), 5);
+    assert_int_equal(eg_wg_add(&wg, -1), -EINVAL);
+    eg_wg_destroy(&wg);
+}
+
+/* ---- golang/sync #14/#15: SetLimit while tasks are active -------------- */
+
+typedef struct hold {
+    atomic_int started;
+    atomic_int release;
+} hold;
+
+static int hold_task(eg_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    hold *h = arg;
+    atomic_fetch_add(&h->started, 1);
+    while (!atomic_load(&h->release))
+        nap_us(100);
+    return 0;
+}
+
+static void regress_set_limit_while_active_is_busy(void **state)
+{
+    (void)state;
+    eg_group *g = eg_group_new(NULL);
+    hold h = {0};
+    assert_int_equal(eg_set_limit(g, -1), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(eg_go(g, hold_task, &h), 0);
+    assert_true(wait_for_int(&h.started, 4));
+    /* Lowering the limit under four active tasks would leave the count
+     * above it forever (Go's bug): refused, and nothing changed. */
+    assert_int_equal(eg_set_limit(g, 1), -EBUSY);
+    assert_int_equal(eg_set_limit(g, -1), -EBUSY);
+    /* No limit still: a fifth task is admitted without blocking. */
+    assert_int_equal(eg_try_go(g, hold_task, &h), 0);
+    atomic_store(&h.release, 1);
+    assert_int_equal(eg_wait(g), 0);
+    assert_int_equal(atomic_load(&h.started), 5);
+
+    /* Idle again: the limit applies now. */
+    assert_int_equal(eg_set_limit(g, 1), 0);
+    atomic_store(&h.release, 0);
+    assert_int_equal(eg_go(g, hold_task, &h), 0);
+    assert_int_equal(eg_try_go(g, hold_task, &h), -EBUSY);
+    atomic_store(&h.release, 1);
+    assert_int_equal(eg_wait(g), 0);
+    eg_group_free(g);
+}
+
+/* ---- eg_after_stop racing the callback ---------------------------------- */
+
+static void after_fn(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+
+static void regress_after_stop_races_callback(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    int stopped_n = 0, ran_n = 0;
+    for (int it = 0; it < 2000; it++) {
+        eg_ctx *ctx = eg_with_cancel(NULL);
+        atomic_int ran = 0;
+        eg_after *a = eg_after_func(ctx, after_fn, &ran);
+        assert_non_null(a);
+        cancel_job j;
+        cancel_async(&j, ctx, 0, jitter(3000));
+        spin(jitter(3000));
+        bool stopped = eg_after_stop(a);
+        pthread_join(j.tid, NULL);
+        if (stopped) {
+            stopped_n++;
+        } else {
+            ran_n++;
+            assert_true(wait_for_int(&ran, 1));
+        }
+        eg_ctx_release(ctx);
+        /* Once every handle is gone, no callback can run any more. */
+        assert_live_back_to(base);
+        assert_int_equal(atomic_load(&ran), stopped ? 0 : 1);
+    }
+    assert_int_equal(stopped_n + ran_n, 2000);
+}
+
+/* ---- releasing the last reference racing a parent's cancel ------------ */
+
+typedef struct release_job {
+    pthread_t tid;
+    eg_ctx **kids;
+    int n;
+} release_job;
+
+static void *release_main(void *arg)
+{
+    release_job *j = arg;
+    for (int i = 0; i < j->n; i++)
+        eg_ctx_release(j->kids[i]);
+    return NULL;
+}
+
+static void regress_release_races_parent_cancel(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    enum { KIDS = 16 };
+    for (int it = 0; it < 500; it++) {
+        eg_ctx *parent = eg_with_cancel(NULL);
+        eg_ctx *kids[KIDS];
+        for (int i = 0; i < KIDS; i++) {
+            eg_ctx *p = (i % 4 == 3) ? kids[i - 1] : parent; /* some grandchildren */
+            kids[i] = (i % 2) ? eg_with_timeout(p, 10 * EG_NSEC_PER_SEC) : eg_with_cancel(p);
+            assert_non_null(kids[i]);
+        }
+        release_job r = {.kids = kids, .n = KIDS};
+        cancel_job c;
+        cancel_async(&c, parent, 0, jitter(4000));
+        assert_int_equal(pthread_create(&r.tid, NULL, release_main, &r), 0);
+        pthread_join(c.tid, NULL);
+        pthread_join(r.tid, NULL);
+        eg_ctx_release(parent);
+        assert_int_equal(eg_live_objects(), base);
+    }
+}
+
+/* Children with a deadline created while their parent is being cancelled:
+ * arming a child's timer must not race the parent's cancel of it (a data
+ * race that TSan reports; the window is tiny, hence many rounds and two
+ * creators). */
+typedef struct make_job {
+    pthread_t tid;
+    eg_ctx *parent;
+    atomic_int *go;
+    bool ok;
+} make_job;
+
+static void *make_main(void *arg)
+{
+    make_job *j = arg;
+    j->ok = true;
+    while (!atomic_load(j->go)) {
+    }
+    for (int i = 0; i < 12; i++) {
+        eg_ctx *c = eg_with_timeout(j->parent, 10 * EG_NSEC_PER_SEC);
+        if (!c) {
+            j->ok = false;
+            return NULL;
+        }
+        /* Done with the parent once it is, whenever c was linked. */
+        if (eg_ctx_err(j->parent) && eg_ctx_wait(c) != -ECANCELED)
+            j->ok = false;
+        eg_ctx_release(c);
+    }
+    return NULL;
+}
+
+static void regress_deadline_child_races_parent_cancel(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    for (int it = 0; it < 4000; it++) {
+        eg_ctx *parent = eg_with_cancel(NULL);
+        atomic_int go = 0;
+        make_job m[2];
+        for (int k = 0; k < 2; k++) {
+            m[k] = (make_job){.parent = parent, .go = &go};
+            assert_int_equal(pthread_create(&m[k].tid, NULL, make_main, &m[k]), 0);
+        }
+        atomic_store(&go, 1);
+        spin(jitter(1500));
+        eg_cancel(parent, 0);
+        for (int k = 0; k < 2; k++) {
+            pthread_join(m[k].tid, NULL);
+            assert_true(m[k].ok);
+        }
+        eg_ctx_release(parent);
+        assert_int_equal(eg_live_objects(), base);
+    }
+}
+
+/* ---- eg_group_free right after eg_wait while a worker unwinds ---------- */
+
+static int quick_task(eg_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    int i = (int)(intptr_t)arg;
+    return i % 3 == 0 ? -EIO : 0;
+}
+
+static void regress_free_after_wait_while_worker_unwinds(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    for (int it = 0; it < 3000; it++) {
+        eg_group *g = eg_group_new(NULL);
+        int n = 1 + it % 4;
+        for (int i = 0; i < n; i++)
+            assert_int_equal(eg_go(g, quick_task, (void *)(intptr_t)(i + it)), 0);
+        int err = eg_wait(g);
+        assert_true(err == 0 || err == -EIO);
+        eg_group_free(g);
+    }
+    /* And without eg_wait: eg_group_free alone waits. */
+    for (int it = 0; it < 3000; it++) {
+        eg_group *g = eg_group_new(NULL);
+        assert_int_equal(eg_go(g, quick_task, (void *)(intptr_t)1), 0);
+        eg_group_free(g);
+    }
+    assert_live_back_to(base);
+}
+
+/* ---- misuse returns errors ----------------------------------------------- */
+
+static int nop_task(eg_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    return 0;
+}
+
+static void regress_null_arguments(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    eg_group *g = eg_group_new(NULL);
+    assert_int_equal(eg_go(NULL, nop_task, NULL), -EINVAL);
+    assert_int_equal(eg_go(g, NULL, NULL), -EINVAL);
+    assert_int_equal(eg_try_go(NULL, nop_task, NULL), -EINVAL);
+    assert_int_equal(eg_try_go(g, NULL, NULL), -EINVAL);
+    assert_int_equal(eg_set_limit(NULL, 1), -EINVAL);
+    assert_int_equal(eg_wait(NULL), -EINVAL);
+    assert_int_equal(eg_group_err(NULL), -EINVAL);
+    assert_null(eg_group_ctx(NULL));
+    eg_group_free(NULL);
+
+    assert_int_equal(eg_ctx_err(NULL), -EINVAL);
+    assert_int_equal(eg_ctx_cause(NULL), -EINVAL);
+    assert_int_equal(eg_ctx_fd(NULL), -EINVAL);
+    assert_int_equal(eg_ctx_fd(eg_background()), -EINVAL);
+    assert_int_equal(eg_ctx_wait(NULL), -EINVAL);
+    assert_null(eg_after_func(NULL, after_fn, NULL));
+    assert_null(eg_after_func(eg_group_ctx(g), NULL, NULL));
+    assert_false(eg_after_stop(NULL));
+    eg_cancel(NULL, 0);
+    eg_ctx_release(NULL);
+    assert_null(eg_ctx_retain(NULL));
+
+    assert_int_equal(eg_wg_add(NULL, 1), -EINVAL);
+    assert_int_equal(eg_wg_go(NULL, after_fn, NULL), -EINVAL);
+    eg_wg wg = EG_WG_INIT;
+    assert_int_equal(eg_wg_go(&wg, NULL, NULL), -EINVAL);
+
+    assert_int_equal(eg_sleep(NULL, 1), -EINVAL);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+    assert_int_equal(eg_cond_wait(NULL, &cond, &mu), -EINVAL);
+    assert_int_equal(eg_cond_wait(eg_background(), NULL, &mu), -EINVAL);
+
+    assert_null(eg_chan_new(1, 0));
+    eg_chan *ch = eg_chan_new(1, sizeof(int));
+    int v = 1;
+    assert_int_equal(eg_chan_send(NULL, ch, &v), -EINVAL);
+    assert_int_equal(eg_chan_send(eg_background(), NULL, &v), -EINVAL);
+    assert_int_equal(eg_chan_send(eg_background(), ch, NULL), -EINVAL);
+    assert_int_equal(eg_chan_recv(eg_background(), NULL, &v), -EINVAL);
+    assert_int_equal(eg_chan_try_send(NULL, &v), -EINVAL);
+    assert_int_equal(eg_chan_try_recv(NULL, &v), -EINVAL);
+    eg_chan_close(NULL);
+    eg_chan_free(NULL);
+    eg_chan_free(ch);
+
+    assert_null(eg_sem_new(0));
+    assert_null(eg_sem_new(-1));
+    eg_sem *s = eg_sem_new(2);
+    assert_int_equal(eg_sem_acquire(NULL, s, 1), -EINVAL);
+    assert_int_equal(eg_sem_acquire(eg_background(), NULL, 1), -EINVAL);
+    assert_int_equal(eg_sem_acquire(eg_background(), s, -1), -EINVAL);
+    /* More than the total could never be granted. */
+    assert_int_equal(eg_sem_acquire(eg_background(), s, 3), -EINVAL);
+    assert_false(eg_sem_try_acquire(NULL, 1));
+    eg_sem_free(NULL);
+    eg_sem_free(s);
+
+    /* Limit 0 admits nothing: eg_go refuses instead of blocking forever. */
+    assert_int_equal(eg_set_limit(g, 0), 0);
+    assert_int_equal(eg_go(g, nop_task, NULL), -EINVAL);
+    assert_int_equal(eg_wait(g), 0);
+    eg_group_free(g);
+    assert_int_equal(eg_live_objects(), base);
+}
+
+/* A task that misuses its own group. */
+typedef struct self_ref {
+    eg_group *g;
+    int wait_rc, limit_rc;
+} self_ref;
+
+static int misuse_task(eg_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    self_ref *s = arg;
+    s->wait_rc = eg_wait(s->g);
+    s->limit_rc = eg_set_limit(s->g, 5);
+    eg_group_free(s->g); /* refused inside its own task: a no-op */
+    return 0;
+}
+
+static void regress_misuse_inside_own_task(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    eg_group *g = eg_group_new(NULL);
+    self_ref s = {.g = g};
+    assert_int_equal(eg_go(g, misuse_task, &s), 0);
+    assert_int_equal(eg_wait(g), 0);
+    assert_int_equal(s.wait_rc, -EDEADLK);
+    assert_int_equal(s.limit_rc, -EBUSY);
+
+    eg_group_free(g);
+    assert_int_equal(eg_live_objects(), base);
+}
+
+static void regress_send_on_closed_channel(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    eg_chan *ch = eg_chan_new(2, sizeof(int));
+    int v = 7, out = 0;
+    assert_int_equal(eg_chan_send(eg_background(), ch, &v), 0);
+    eg_chan_close(ch);
+    eg_chan_close(ch); /* twice: harmless */
+    assert_int_equal(eg_chan_send(eg_background(), ch, &v), -EPIPE);
+    assert_int_equal(eg_chan_try_send(ch, &v), -EPIPE);
+    /* Buffered elements drain, then -EPIPE. */
+    assert_int_equal(eg_chan_recv(eg_background(), ch, &out), 0);
+    assert_int_equal(out, 7);
+    assert_int_equal(eg_chan_recv(eg_background(), ch, &out), -EPIPE);
+    assert_int_equal(eg_chan_try_recv(ch, &out), -EPIPE);
+    eg_chan_free(ch);
+    assert_int_equal(eg_live_objects(), base);
+}
+
+/* A sender blocked on a full channel when it closes gets -EPIPE. */
+typedef struct send_job {
+    pthread_t tid;
+    eg_chan *ch;
+    atomic_int entered;
+    int rc;
+} send_job;
+
+static void *send_main(void *arg)
+{
+    send_job *j = arg;
+    int v = 2;
+    atomic_store(&j->entered, 1);
+    j->rc = eg_chan_send(eg_background(), j->ch, &v);
+    return NULL;
+}
+
+static void regress_close_wakes_blocked_sender(void **state)
+{
+    (void)state;
+    for (int it = 0; it < 200; it++) {
+        eg_chan *ch = eg_chan_new((size_t)(it % 2), sizeof(int));
+        int v = 1;
+        if (it % 2)
+            assert_int_equal(eg_chan_try_send(ch, &v), 0); /* now full */
+        send_job j = {.ch = ch};
+        assert_int_equal(pthread_create(&j.tid, NULL, send_main, &j), 0);
+        assert_true(wait_for_int(&j.entered, 1));
+        spin(jitter(20000));
+        eg_chan_close(ch);
+        pthread_join(j.tid, NULL);
+        assert_int_equal(j.rc, -EPIPE);
+        eg_chan_free(ch);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        EG_TEST(regress_cancel_racing_wait_and_free),
+        EG_TEST(regress_cancel_racing_free_on_other_thread),
+        EG_TEST(regress_cancelled_before_go_still_runs),
+        EG_TEST(regress_wg_below_zero_is_rejected),
+        EG_TEST(regress_set_limit_while_active_is_busy),
+        EG_TEST(regress_after_stop_races_callback),
+        EG_TEST(regress_release_races_parent_cancel),
+        EG_TEST(regress_deadline_child_races_parent_cancel),
+        EG_TEST(regress_free_after_wait_while_worker_unwinds),
+        EG_TEST(regress_null_arguments),
+        EG_TEST(regress_misuse_inside_own_task),
+        EG_TEST(regress_send_on_closed_channel),
+        EG_TEST(regress_close_wakes_blocked_sender),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
