@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -143,6 +144,9 @@ static void test_defaults(void **state)
 }
 
 /* Runs this program with an environment and returns the config it prints. */
+/* This program's path, to run it again with other environment variables. */
+static char self_path[PATH_MAX];
+
 static bool child_config(const char *max, const char *stack, const char *idle,
                          eg_pool_config *out)
 {
@@ -166,7 +170,8 @@ static bool child_config(const char *max, const char *stack, const char *idle,
         if (idle)
             setenv("EG_IDLE_TIMEOUT_MS", idle, 1);
         char *argv[] = {(char *)"test_pool", (char *)"--print-config", NULL};
-        execv("/proc/self/exe", argv);
+        /* argv[0], not /proc/self/exe: under valgrind that is the tool. */
+        execv(self_path, argv);
         _exit(127);
     }
     close(fds[1]);
@@ -573,6 +578,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--print-config") == 0)
         return print_config();
+    if (!realpath(argv[0], self_path))
+        snprintf(self_path, sizeof self_path, "/proc/self/exe");
     eg_pool_get_config(&initial);
     const struct CMUnitTest tests[] = {
         POOL_TEST(test_defaults),
