@@ -56,16 +56,21 @@ typedef struct {
 
 _Thread_local eg__frame *eg__current;
 
-/* One step of a bounded spin: pause, and yield the CPU so that on few
- * cores the thread we wait for can run. */
-static inline void spin_step(void)
+/* One step of a bounded spin: a few pauses, and now and then a yield, so
+ * that on few cores the thread we wait for gets to run (a yield per step
+ * would cost a system call every few hundred nanoseconds). */
+#define YIELD_NS (4 * EG_NSEC_PER_USEC)
+static inline void spin_step(int64_t now, int64_t *last_yield)
 {
-    for (int i = 0; i < 64; i++) {
+    for (int i = 0; i < 16; i++) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
     }
-    sched_yield();
+    if (now - *last_yield > YIELD_NS) {
+        sched_yield();
+        *last_yield = now;
+    }
 }
 
 /* eg_errorf's text for the task running on this thread. */
@@ -174,7 +179,7 @@ static int admit(eg_group *g, bool block)
     }
     if (limit == 0)
         return block ? -EINVAL : -EBUSY;
-    int64_t spin_until = 0;
+    int64_t spin_until = 0, last_yield = 0;
     unsigned old = atomic_load_explicit(&g->state, memory_order_relaxed);
     for (;;) {
         if (COUNT(old) < (unsigned)limit) {
@@ -189,13 +194,20 @@ static int admit(eg_group *g, bool block)
         /* Spin first: a slot usually frees within microseconds, and the
          * finishing task then need not wake us. */
         int64_t now = eg_now();
-        if (spin_until == 0)
+        if (spin_until == 0) {
             spin_until = now + SPIN_NS;
+            last_yield = now;
+            eg__pool_watch_begin();
+        }
         if (now < spin_until) {
-            spin_step();
+            eg__pool_watch_poll(now);
+            spin_step(now, &last_yield);
             old = atomic_load_explicit(&g->state, memory_order_relaxed);
+            if (COUNT(old) < (unsigned)limit)
+                eg__pool_watch_end(), spin_until = 0;
             continue;
         }
+        eg__pool_watch_end();
         pthread_mutex_lock(&g->mu);
         if (g->slot_waiters++ == 0)
             atomic_fetch_or(&g->state, SLOT_WAITERS);
@@ -263,10 +275,16 @@ static int wait_idle(eg_group *g)
     eg__task *t;
     while ((t = eg__pool_take(&g->queue)))
         t->run(t);
-    int64_t spin_until = eg_now() + SPIN_NS;
-    while (COUNT(atomic_load_explicit(&g->state, memory_order_relaxed)) &&
-           eg_now() < spin_until)
-        spin_step();
+    if (COUNT(atomic_load_explicit(&g->state, memory_order_relaxed))) {
+        eg__pool_watch_begin();
+        int64_t now, last_yield = eg_now(), spin_until = last_yield + SPIN_NS;
+        while (COUNT(atomic_load_explicit(&g->state, memory_order_relaxed)) &&
+               (now = eg_now()) < spin_until) {
+            eg__pool_watch_poll(now);
+            spin_step(now, &last_yield);
+        }
+        eg__pool_watch_end();
+    }
     /* Under mu even when the count is already 0: the completion that took
      * it to 0 holds mu until it no longer touches g. */
     pthread_mutex_lock(&g->mu);

@@ -62,6 +62,12 @@ EG_HIDDEN int eg__pool_submit(eg__queue *q, eg__task *t);
  * stays queued, and the pool retries starting one every millisecond (from
  * the timer thread) until one starts or a worker frees. */
 EG_HIDDEN void eg__pool_post(eg__task *t);
+/* A thread that spins waiting for tasks to finish (eg_go at the limit,
+ * eg_wait) brackets its spin with begin/end and calls poll(eg_now()) in the
+ * loop: workers then defer waking other workers while it watches. */
+EG_HIDDEN void eg__pool_watch_begin(void);
+EG_HIDDEN void eg__pool_watch_poll(int64_t now);
+EG_HIDDEN void eg__pool_watch_end(void);
 /* Removes and returns the first task of q not yet picked by a thread, or
  * NULL. */
 EG_HIDDEN eg__task *eg__pool_take(eg__queue *q);

@@ -26,6 +26,13 @@
  * one wake at the submitter, and the rest of the wake-ups happen on pool
  * threads, in parallel with the submitter.
  *
+ * Passing the duty costs a thread wake, wasted when the task just popped
+ * returns at once, as in a group at its limit whose eg_go spins for a slot.
+ * So while some thread spins in eg_go or eg_wait (a "watcher"), a worker
+ * defers the pass: it is cancelled when the worker comes back for work, and
+ * made by a watcher once it is WATCH_NS old or when the watcher stops
+ * spinning. A watcher never runs a task, it only wakes a worker.
+ *
  * Spinning is bounded (SPIN_NS) and at most max_spinners workers spin at
  * once, so idle pools cost no CPU and busy ones do not steal the cores the
  * tasks need.
@@ -48,6 +55,17 @@
 #define DEFAULT_IDLE_NS (10 * EG_NSEC_PER_SEC)
 #define MIN_STACK_SIZE (64 * 1024)
 #define SPIN_NS (50 * EG_NSEC_PER_USEC)
+#define WATCH_NS (20 * EG_NSEC_PER_USEC)
+#define YIELD_NS (4 * EG_NSEC_PER_USEC)
+
+/* The pool lock is held for a few dozen instructions at a time by many
+ * threads: where glibc has it, an adaptive mutex spins briefly instead of
+ * sleeping in the kernel at once. */
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+#define EG_POOL_MUTEX_INITIALIZER PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+#else
+#define EG_POOL_MUTEX_INITIALIZER PTHREAD_MUTEX_INITIALIZER
+#endif
 
 typedef struct worker worker;
 struct worker {
@@ -68,9 +86,11 @@ static struct {
     bool configured;
     eg_pool_config cfg;
     uint64_t started;
+    atomic_int watchers;          /* threads spinning in eg__pool_watch_* */
+    atomic_llong pass_pending;    /* when a worker deferred its duty pass */
     bool retry_armed;   /* retry_timer is armed */
     eg__timer retry_timer;
-} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .retry_timer = {.index = SIZE_MAX}};
+} P = {.mu = EG_POOL_MUTEX_INITIALIZER, .retry_timer = {.index = SIZE_MAX}};
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static pthread_condattr_t mono_attr;
@@ -326,21 +346,32 @@ static void *worker_main(void *arg)
         if (t) {
             P.spinning--;
             P.running++;
-            /* Pass the duty to look for work on if we leave work behind. */
-            if (P.queued > 0 && avail() == 0 && add_avail_locked() < 0)
-                arm_retry_locked();
+            /* Pass the duty to look for work on if we leave work behind,
+             * unless a watcher spins nearby: then defer it, as this task
+             * most likely returns before a woken thread would run. */
+            if (P.queued > 0 && avail() == 0) {
+                if (atomic_load_explicit(&P.watchers, memory_order_relaxed) > 0) {
+                    if (!atomic_load_explicit(&P.pass_pending, memory_order_relaxed))
+                        atomic_store_explicit(&P.pass_pending, eg_now(),
+                                              memory_order_relaxed);
+                } else if (add_avail_locked() < 0) {
+                    arm_retry_locked();
+                }
+            }
             pthread_mutex_unlock(&P.mu);
             t->run(t);
             pthread_mutex_lock(&P.mu);
             P.running--;
             P.spinning++;
+            /* Spinning again: a deferred pass is no longer needed. */
+            atomic_store_explicit(&P.pass_pending, 0, memory_order_relaxed);
             continue;
         }
 
         /* No work: spin for a moment without the lock if few others do. */
         if (P.spinning <= P.max_spinners) {
             pthread_mutex_unlock(&P.mu);
-            int64_t until = eg_now() + SPIN_NS;
+            int64_t last_yield = eg_now(), until = last_yield + SPIN_NS;
             bool seen = false;
             for (unsigned i = 1;; i++) {
                 if (atomic_load_explicit(&P.queued_hint, memory_order_relaxed) > 0) {
@@ -353,9 +384,13 @@ static void *worker_main(void *arg)
                 /* Yield now and then: on few cores a spinner must not keep
                  * a just-woken thread off the CPU. */
                 if ((i & 63) == 0) {
-                    if (eg_now() > until)
+                    int64_t now = eg_now();
+                    if (now > until)
                         break;
-                    sched_yield();
+                    if (now - last_yield > YIELD_NS) {
+                        sched_yield();
+                        last_yield = now;
+                    }
                 }
             }
             pthread_mutex_lock(&P.mu);
@@ -391,6 +426,43 @@ static void *worker_main(void *arg)
         pthread_cond_destroy(&self.cond);
         return NULL;
     }
+}
+
+/* ---- watchers ----------------------------------------------------------- */
+
+/* Passes a deferred duty if it is still owed. Called with P.mu held. */
+static void settle_pass_locked(void)
+{
+    if (!atomic_load_explicit(&P.pass_pending, memory_order_relaxed))
+        return;
+    atomic_store_explicit(&P.pass_pending, 0, memory_order_relaxed);
+    if (P.queued > 0 && avail() == 0 && add_avail_locked() < 0)
+        arm_retry_locked();
+}
+
+void eg__pool_watch_begin(void)
+{
+    atomic_fetch_add_explicit(&P.watchers, 1, memory_order_relaxed);
+}
+
+void eg__pool_watch_poll(int64_t now)
+{
+    long long since = atomic_load_explicit(&P.pass_pending, memory_order_relaxed);
+    if (since && now - since > WATCH_NS) {
+        pthread_mutex_lock(&P.mu);
+        settle_pass_locked();
+        pthread_mutex_unlock(&P.mu);
+    }
+}
+
+void eg__pool_watch_end(void)
+{
+    /* Under P.mu: a worker deciding to defer either sees this watcher gone
+     * and passes itself, or deferred before and we settle it here. */
+    pthread_mutex_lock(&P.mu);
+    atomic_fetch_sub_explicit(&P.watchers, 1, memory_order_relaxed);
+    settle_pass_locked();
+    pthread_mutex_unlock(&P.mu);
 }
 
 /* ---- submission ------------------------------------------------------- */
@@ -439,7 +511,7 @@ eg__task *eg__pool_take(eg__queue *q)
 /* Threads do not survive fork: the child starts with an empty pool. */
 static void pool_atfork_child(void)
 {
-    pthread_mutex_init(&P.mu, NULL);
+    P.mu = (pthread_mutex_t)EG_POOL_MUTEX_INITIALIZER;
     memset(&P.shared, 0, sizeof P.shared);
     P.ready_head = P.ready_tail = NULL;
     P.queued = 0;
@@ -448,4 +520,6 @@ static void pool_atfork_child(void)
     P.sleepers = NULL;
     P.retry_armed = false;
     P.retry_timer.index = SIZE_MAX;
+    atomic_store(&P.watchers, 0);
+    atomic_store(&P.pass_pending, 0);
 }
