@@ -350,12 +350,23 @@ static void *worker_main(void *arg)
              * unless a watcher spins nearby: then defer it, as this task
              * most likely returns before a woken thread would run. */
             if (P.queued > 0 && avail() == 0) {
-                if (atomic_load_explicit(&P.watchers, memory_order_relaxed) > 0) {
-                    if (!atomic_load_explicit(&P.pass_pending, memory_order_relaxed))
-                        atomic_store_explicit(&P.pass_pending, eg_now(),
-                                              memory_order_relaxed);
-                } else if (add_avail_locked() < 0) {
-                    arm_retry_locked();
+                /* Publish the deferral, then look for a watcher (seq_cst,
+                 * pairs with eg__pool_watch_end): either we see it, or it
+                 * sees the deferral and settles it. */
+                if (!atomic_load(&P.pass_pending))
+                    atomic_store(&P.pass_pending, eg_now());
+                if (atomic_load(&P.watchers) == 0) {
+                    atomic_store(&P.pass_pending, 0);
+                    /* Two at a time while work piles up: a burst of N
+                     * blocking tasks then takes log2(N) rounds of
+                     * wake-ups to start, not N. */
+                    int n = P.queued > 1 ? 2 : 1;
+                    while (n-- > 0 && avail() < P.queued) {
+                        if (add_avail_locked() < 0) {
+                            arm_retry_locked();
+                            break;
+                        }
+                    }
                 }
             }
             pthread_mutex_unlock(&P.mu);
@@ -457,12 +468,25 @@ void eg__pool_watch_poll(int64_t now)
 
 void eg__pool_watch_end(void)
 {
-    /* Under P.mu: a worker deciding to defer either sees this watcher gone
-     * and passes itself, or deferred before and we settle it here. */
-    pthread_mutex_lock(&P.mu);
-    atomic_fetch_sub_explicit(&P.watchers, 1, memory_order_relaxed);
-    settle_pass_locked();
-    pthread_mutex_unlock(&P.mu);
+    atomic_fetch_sub(&P.watchers, 1);
+    long long since = atomic_load(&P.pass_pending);
+    if (!since)
+        return;
+    /* A deferral is pending. Most often its worker is about to come back
+     * (its task just returned and freed the slot we waited for): give it
+     * until the deferral is WATCH_NS old before waking anyone. */
+    int64_t now;
+    while (atomic_load_explicit(&P.pass_pending, memory_order_relaxed) &&
+           (now = eg_now()) - since < WATCH_NS) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    if (atomic_load_explicit(&P.pass_pending, memory_order_relaxed)) {
+        pthread_mutex_lock(&P.mu);
+        settle_pass_locked();
+        pthread_mutex_unlock(&P.mu);
+    }
 }
 
 /* ---- submission ------------------------------------------------------- */
