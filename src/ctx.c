@@ -14,8 +14,10 @@
  *
  * Going done happens once, under the context's lock: store cause, then err
  * (release; eg_ctx_err reads it lock-free with acquire), cancel every child,
- * call every waiter's wake(), broadcast to eg_ctx_wait sleepers, signal the
- * fd, disarm the timer.
+ * call every waiter's wake(), wake eg_ctx_wait sleepers, signal the fd,
+ * disarm the timer. As in Go, a context is seen done before its children
+ * are: a child seen done with its parent's cause has a parent seen done, but
+ * a thread that sees the parent done may still cancel a child first.
  *
  * Tree links: a CANCEL context is linked into the children list of its
  * parent's canceller (its "attach"), unless that was already done at

@@ -428,8 +428,12 @@ static void test_interlocked_cancels(void **state)
         eg_cancel(il.parent, -EPIPE);
         assert_int_equal(eg_ctx_wait(il.child), -ECANCELED);
         pthread_join(th, NULL);
-        /* The parent's cancel reached the child before eg_cancel returned. */
-        assert_done_ctx(il.child, -ECANCELED, -EPIPE);
+        /* As in Go, the parent is marked done before its cancel reaches
+         * the child, so the other thread may cancel the child first: the
+         * child is done either way, with one of the two causes. */
+        assert_true(eg_ctx_done(il.child));
+        int cause = eg_ctx_cause(il.child);
+        assert_true(cause == -EPIPE || cause == -EIO);
         eg_ctx_release(il.child);
         eg_ctx_release(il.parent);
     }
