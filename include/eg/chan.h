@@ -38,7 +38,9 @@ EG_EXPORT int eg_chan_try_recv(eg_chan *ch, void *elem);
 EG_EXPORT void eg_chan_close(eg_chan *ch);
 /* Elements buffered now. */
 EG_EXPORT size_t eg_chan_len(eg_chan *ch);
-/* Frees the channel. No call may be blocked on it. NULL-safe. */
+/* Frees the channel. No call may be blocked on it. NULL-safe.
+ * Undefined behaviour that is not detected: freeing a channel a call is
+ * still blocked on, or using it after this call. */
 EG_EXPORT void eg_chan_free(eg_chan *ch);
 
 #ifdef __cplusplus

@@ -29,7 +29,9 @@ EG_EXPORT int eg_sleep(eg_ctx *ctx, int64_t ns);
  * loop on your predicate), or the context's error once it is done.
  * eg_cancel may be called by a thread that holds mu: the wake-up is then
  * delivered by a pool thread once mu is free, never lost. cond and mu must
- * stay valid until the call returns. */
+ * stay valid until the call returns (after it returns, no wake-up refers
+ * to them any more). Calling it without holding mu is undefined behaviour,
+ * as with pthread_cond_wait, and is not detected. */
 EG_EXPORT int eg_cond_wait(eg_ctx *ctx, pthread_cond_t *cond,
                            pthread_mutex_t *mu);
 /* Like eg_cond_wait, and returns -ETIMEDOUT once eg_now() reaches

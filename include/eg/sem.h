@@ -32,7 +32,9 @@ EG_EXPORT bool eg_sem_try_acquire(eg_sem *s, int64_t n);
  * Releasing more than is held is a bug: assert() fails in debug builds; with
  * NDEBUG the held weight is clamped to zero. */
 EG_EXPORT void eg_sem_release(eg_sem *s, int64_t n);
-/* Frees the semaphore. No call may be blocked on it. NULL-safe. */
+/* Frees the semaphore. No call may be blocked on it. NULL-safe.
+ * Undefined behaviour that is not detected: freeing a semaphore a call is
+ * still blocked on, or using it after this call. */
 EG_EXPORT void eg_sem_free(eg_sem *s);
 
 #ifdef __cplusplus

@@ -27,7 +27,9 @@ typedef struct eg_wg {
 
 /* Initializes wg to zero. Returns 0 or -ENOMEM/-EAGAIN from pthread init. */
 EG_EXPORT int eg_wg_init(eg_wg *wg);
-/* Frees what eg_wg_init allocated; wg must have no waiters. */
+/* Frees what eg_wg_init allocated. Undefined behaviour that is not
+ * detected: destroying or copying a WaitGroup that has waiters or a
+ * non-zero count. */
 EG_EXPORT void eg_wg_destroy(eg_wg *wg);
 /* Adds delta (may be negative) to the counter; when it reaches zero every
  * eg_wg_wait returns. Returns 0, or -EINVAL and no change if the counter
@@ -52,7 +54,8 @@ typedef struct eg_once {
 
 /* Runs fn(arg) if no call on this once has run a function yet. Concurrent
  * callers return only after that function returned. fn must not call
- * eg_once_do on the same once (it would deadlock, as in Go). */
+ * eg_once_do on the same once: that deadlocks, as in Go, and is not
+ * detected. */
 EG_EXPORT void eg_once_do(eg_once *once, void (*fn)(void *), void *arg);
 
 #ifdef __cplusplus
