@@ -10,73 +10,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* The kernel id of the calling thread. */
-static pid_t thread_id(void)
-{
-    return (pid_t)syscall(SYS_gettid);
-}
-
-/* Waits until thread tid sleeps in the kernel. The threads watched here
- * sleep in nothing but the call under test, so once asleep they are queued
- * in it: no guessing how long a thread needs to get there. */
-static void wait_asleep(atomic_int *tid)
-{
-    while (atomic_load(tid) == 0)
-        sleep_ms(1);
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", atomic_load(tid));
-    for (;;) {
-        FILE *f = fopen(path, "r");
-        assert_non_null(f);
-        char buf[512];
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        char *p = strrchr(buf, ')'); /* the state follows the command name */
-        if (p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D'))
-            return;
-        sleep_ms(1);
-    }
-}
-
-/* ---- cancelling from another thread ------------------------------------ */
-
-typedef struct canceller {
-    pthread_t thread;
-    eg_ctx *ctx;
-    int delay_ms;
-} canceller;
-
-static void *canceller_main(void *arg)
-{
-    canceller *c = arg;
-    sleep_ms(c->delay_ms);
-    eg_cancel(c->ctx, 0);
-    return NULL;
-}
-
-static void cancel_later(canceller *c, eg_ctx *ctx, int delay_ms)
-{
-    c->ctx = ctx;
-    c->delay_ms = delay_ms;
-    assert_int_equal(pthread_create(&c->thread, NULL, canceller_main, c), 0);
-}
-
-static void canceller_join(canceller *c)
-{
-    pthread_join(c->thread, NULL);
-}
 
 /* ---- a channel operation on its own thread ------------------------------ */
 

@@ -14,74 +14,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-#define LONG_NS (INT64_C(3600) * EG_NSEC_PER_SEC) /* "very long": 1 h */
-#define GATE_WAIT_NS (INT64_C(20) * EG_NSEC_PER_SEC)
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* A counter threads can wait on, with a timeout so a bug fails a check
- * instead of hanging. */
-typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int n;
-} gate;
-
-static void gate_init(gate *g)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, &a);
-    pthread_condattr_destroy(&a);
-    g->n = 0;
-}
-
-static void gate_destroy(gate *g)
-{
-    pthread_mutex_destroy(&g->mu);
-    pthread_cond_destroy(&g->cv);
-}
-
-static void gate_post(gate *g)
-{
-    pthread_mutex_lock(&g->mu);
-    g->n++;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static int gate_count(gate *g)
-{
-    pthread_mutex_lock(&g->mu);
-    int n = g->n;
-    pthread_mutex_unlock(&g->mu);
-    return n;
-}
-
-/* Waits until at least target posts; false on timeout. */
-static bool gate_wait(gate *g, int target, int64_t timeout_ns)
-{
-    struct timespec now, ts;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t end = (int64_t)now.tv_sec * EG_NSEC_PER_SEC + now.tv_nsec + timeout_ns;
-    ts.tv_sec = (time_t)(end / EG_NSEC_PER_SEC);
-    ts.tv_nsec = (long)(end % EG_NSEC_PER_SEC);
-    pthread_mutex_lock(&g->mu);
-    int rc = 0;
-    while (g->n < target && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-    bool ok = g->n >= target;
-    pthread_mutex_unlock(&g->mu);
-    return ok;
-}
-
 /* Polls eg_live_objects() until it equals want (objects freed by pool
  * threads may go a little after the call that released them). */
 static long wait_live(long want)
@@ -982,13 +914,6 @@ static void test_release_parent_first(void **state)
     assert_int_equal(wait_live(live), live);
 }
 
-static void *cancel_later(void *p)
-{
-    sleep_ms(20);
-    eg_cancel(p, -EIO);
-    return NULL;
-}
-
 /* ---- eg_ctx_fd ----------------------------------------------------------------- */
 
 static void test_ctx_fd(void **state)
@@ -1048,10 +973,10 @@ static void test_ctx_fd(void **state)
     fd = eg_ctx_fd(c);
     assert_true(fd >= 0);
     assert_false(fd_readable(fd, 0));
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, cancel_later, c), 0);
+    canceller cl;
+    cancel_later_cause(&cl, c, 20, -EIO);
     assert_true(fd_readable(fd, 30000));
-    pthread_join(th, NULL);
+    canceller_join(&cl);
     assert_done_ctx(c, -ECANCELED, -EIO);
     eg_ctx_release(c);
     assert_int_equal(wait_live(live), live);

@@ -33,45 +33,12 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void nap_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static bool wait_for_int(atomic_int *v, int want)
-{
-    for (int i = 0; i < 100000; i++) {
-        if (atomic_load(v) == want)
-            return true;
-        nap_us(100);
-    }
-    return atomic_load(v) == want;
-}
-
-static void assert_live_back_to(long base)
-{
-    for (int i = 0; i < 100000 && eg_live_objects() != base; i++)
-        nap_us(100);
-    assert_int_equal(eg_live_objects(), base);
-}
-
-static int count_task(eg_ctx *ctx, void *arg)
-{
-    (void)ctx;
-    atomic_fetch_add((atomic_int *)arg, 1);
-    return 0;
-}
-
 static int sleepy_task(eg_ctx *ctx, void *arg)
 {
     atomic_fetch_add((atomic_int *)arg, 1);
     eg_sleep(ctx, 200 * EG_NSEC_PER_USEC);
     return 0;
 }
-
-static void count_fn(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
 
 /* With every fault off, the library works: a group with a few tasks. */
 static void assert_library_works(void)

@@ -35,13 +35,6 @@ const char *__tsan_default_options(void) { return "die_after_fork=0"; }
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void nap_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static int sleepy_task(eg_ctx *ctx, void *arg)
 {
     atomic_fetch_add((atomic_int *)arg, 1);
@@ -53,24 +46,6 @@ static int failing_task(eg_ctx *ctx, void *arg)
     (void)ctx;
     (void)arg;
     return -ENOTCONN;
-}
-
-static int wait_ctx_task(eg_ctx *ctx, void *arg)
-{
-    atomic_fetch_add((atomic_int *)arg, 1);
-    return eg_ctx_wait(ctx);
-}
-
-static void count_fn(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
-
-static bool wait_for_int(atomic_int *v, int want)
-{
-    for (int i = 0; i < 50000; i++) {
-        if (atomic_load(v) == want)
-            return true;
-        nap_us(100);
-    }
-    return false;
 }
 
 /* What both processes must be able to do. Returns 0, or the number of the

@@ -13,91 +13,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-#define GATE_WAIT_NS (INT64_C(20) * EG_NSEC_PER_SEC)
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* A counter threads can wait on or take tokens from, with timeouts so a
- * bug fails a check instead of hanging. */
-typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int n;
-} gate;
-
-static void gate_init(gate *g)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, &a);
-    pthread_condattr_destroy(&a);
-    g->n = 0;
-}
-
-static void gate_destroy(gate *g)
-{
-    pthread_mutex_destroy(&g->mu);
-    pthread_cond_destroy(&g->cv);
-}
-
-static void gate_add(gate *g, int n)
-{
-    pthread_mutex_lock(&g->mu);
-    g->n += n;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static void gate_post(gate *g)
-{
-    gate_add(g, 1);
-}
-
-static struct timespec abs_after(int64_t ns)
-{
-    struct timespec now, ts;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t end = (int64_t)now.tv_sec * EG_NSEC_PER_SEC + now.tv_nsec + ns;
-    ts.tv_sec = (time_t)(end / EG_NSEC_PER_SEC);
-    ts.tv_nsec = (long)(end % EG_NSEC_PER_SEC);
-    return ts;
-}
-
-/* Waits until at least target posts; false on timeout. */
-static bool gate_wait(gate *g, int target, int64_t timeout_ns)
-{
-    struct timespec ts = abs_after(timeout_ns);
-    pthread_mutex_lock(&g->mu);
-    int rc = 0;
-    while (g->n < target && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-    bool ok = g->n >= target;
-    pthread_mutex_unlock(&g->mu);
-    return ok;
-}
-
-/* Takes one token (like receiving from a channel); false on timeout. */
-static bool gate_take(gate *g, int64_t timeout_ns)
-{
-    struct timespec ts = abs_after(timeout_ns);
-    pthread_mutex_lock(&g->mu);
-    int rc = 0;
-    while (g->n <= 0 && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-    bool ok = g->n > 0;
-    if (ok)
-        g->n--;
-    pthread_mutex_unlock(&g->mu);
-    return ok;
-}
-
 static int task_return(eg_ctx *ctx, void *arg)
 {
     return *(const int *)arg;
@@ -665,14 +580,14 @@ static void test_nested_groups(void **state)
 
 /* ---- a parent's cancel racing eg_wait -------------------------------------------------- */
 
-typedef struct canceller {
+typedef struct wait_racer {
     eg_ctx *ctx;
     atomic_int *go;
-} canceller;
+} wait_racer;
 
-static void *canceller_main(void *p)
+static void *wait_racer_main(void *p)
 {
-    canceller *c = p;
+    wait_racer *c = p;
     while (!atomic_load(c->go)) {
     }
     eg_cancel(c->ctx, -EIO);
@@ -693,9 +608,9 @@ static void test_cancel_racing_wait(void **state)
             assert_int_equal(eg_go(g, fn, (void *)&zero), 0);
         }
         atomic_int go = 0;
-        canceller c = {parent, &go};
+        wait_racer c = {parent, &go};
         pthread_t th;
-        assert_int_equal(pthread_create(&th, NULL, canceller_main, &c), 0);
+        assert_int_equal(pthread_create(&th, NULL, wait_racer_main, &c), 0);
         atomic_store(&go, 1);
         int r = eg_wait(g);
         pthread_join(th, NULL);

@@ -20,15 +20,6 @@
 #include <sys/un.h>
 #include <time.h>
 
-#define LONG_NS (INT64_C(3600) * EG_NSEC_PER_SEC)
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static void set_nonblock(int fd, bool on)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -88,13 +79,12 @@ static void drain(int fd, size_t len)
     }
 }
 
-/* ---- threads that cancel, write or read later ---------------------------- */
+/* ---- threads that write or read later -------------------------------------- */
 
 typedef struct later {
     pthread_t thread;
     int delay_ms;
-    eg_ctx *ctx; /* cancel this */
-    int fd;      /* or write text to / drain len bytes from this */
+    int fd; /* write text to / drain len bytes from this */
     const char *text;
     size_t drain_len;
 } later;
@@ -103,9 +93,7 @@ static void *later_main(void *arg)
 {
     later *l = arg;
     sleep_ms(l->delay_ms);
-    if (l->ctx) {
-        eg_cancel(l->ctx, 0);
-    } else if (l->text) {
+    if (l->text) {
         ssize_t n = write(l->fd, l->text, strlen(l->text));
         (void)n;
     } else if (l->drain_len) {
@@ -125,12 +113,6 @@ static void *later_main(void *arg)
 static void later_start(later *l)
 {
     assert_int_equal(pthread_create(&l->thread, NULL, later_main, l), 0);
-}
-
-static void cancel_later(later *l, eg_ctx *ctx, int delay_ms)
-{
-    *l = (later){.ctx = ctx, .delay_ms = delay_ms};
-    later_start(l);
 }
 
 static void write_later(later *l, int fd, const char *text, int delay_ms)
@@ -197,10 +179,10 @@ static void test_sleep(void **state)
 
     eg_ctx *ctx = eg_with_cancel(NULL);
     assert_non_null(ctx);
-    later l;
+    canceller l;
     cancel_later(&l, ctx, 30);
     assert_int_equal(eg_sleep(ctx, LONG_NS), -ECANCELED);
-    later_join(&l);
+    canceller_join(&l);
     assert_int_equal(eg_sleep(ctx, 0), -ECANCELED); /* already done */
     eg_ctx_release(ctx);
 
@@ -304,10 +286,10 @@ static void test_cond_wait(void **state)
     /* Cancelled from another thread. */
     cond_case_init(&c, ctx);
     assert_int_equal(pthread_create(&t, NULL, cond_waiter_main, &c), 0);
-    later l;
+    canceller l;
     cancel_later(&l, ctx, 30);
     pthread_join(t, NULL);
-    later_join(&l);
+    canceller_join(&l);
     assert_int_equal(c.rc, -ECANCELED);
     /* Already done: returns at once, with the mutex held. */
     pthread_mutex_lock(&c.mu);
@@ -408,9 +390,10 @@ static void test_poll(void **state)
     assert_true(eg_poll(ctx, fds[1], POLLOUT) & POLLOUT);
 
     /* Cancelled while waiting; then already done. */
-    cancel_later(&l, ctx, 30);
+    canceller cl;
+    cancel_later(&cl, ctx, 30);
     assert_int_equal(eg_poll(ctx, fds[0], POLLIN), -ECANCELED);
-    later_join(&l);
+    canceller_join(&cl);
     assert_int_equal(eg_poll(ctx, fds[1], POLLOUT), -ECANCELED);
     eg_ctx_release(ctx);
 
@@ -472,10 +455,10 @@ static void test_read_cancelled(void **state)
             char buf[16];
             eg_ctx *ctx = eg_with_cancel(NULL);
             assert_non_null(ctx);
-            later l;
+            canceller l;
             cancel_later(&l, ctx, 30);
             assert_int_equal(eg_read(ctx, fds[0], buf, sizeof buf), -ECANCELED);
-            later_join(&l);
+            canceller_join(&l);
             /* Already done: no read happens though data is there. */
             assert_int_equal(write(fds[1], "abc", 3), 3);
             assert_int_equal(eg_read(ctx, fds[0], buf, sizeof buf), -ECANCELED);
@@ -552,10 +535,10 @@ static void test_write_blocks_and_cancels(void **state)
             static const char payload[8192];
             eg_ctx *ctx = eg_with_cancel(NULL);
             assert_non_null(ctx);
-            later l;
+            canceller l;
             cancel_later(&l, ctx, 30);
             assert_int_equal(eg_write(ctx, fds[1], payload, sizeof payload), -ECANCELED);
-            later_join(&l);
+            canceller_join(&l);
             assert_int_equal(eg_write(ctx, fds[1], payload, 1), -ECANCELED);
             eg_ctx_release(ctx);
 
@@ -629,10 +612,10 @@ static void test_write_all(void **state)
             close(fds[0]);
             /* Cancelled part-way: an error, and the fd stays usable. */
             make_fds(kind, nb, fds);
-            later l;
+            canceller l;
             cancel_later(&l, ctx, 30);
             assert_int_equal(eg_write_all(ctx, fds[1], src, BIG), -ECANCELED);
-            later_join(&l);
+            canceller_join(&l);
             assert_int_equal(eg_write_all(ctx, fds[1], src, 0), -ECANCELED);
             eg_ctx_release(ctx);
             assert_int_equal(eg_write_all(eg_background(), fds[1], src, 0), 0);
@@ -775,10 +758,10 @@ static void test_accept_cancelled(void **state)
         set_nonblock(l, nb);
         eg_ctx *ctx = eg_with_cancel(NULL);
         assert_non_null(ctx);
-        later lc;
+        canceller lc;
         cancel_later(&lc, ctx, 30);
         assert_int_equal(eg_accept(ctx, l, NULL, NULL), -ECANCELED);
-        later_join(&lc);
+        canceller_join(&lc);
         eg_ctx_release(ctx);
 
         ctx = eg_with_timeout(NULL, MS(20));
@@ -908,10 +891,10 @@ static void test_connect_cancelled(void **state)
         set_nonblock(s, nb);
         eg_ctx *ctx = eg_with_cancel(NULL);
         assert_non_null(ctx);
-        later lc;
+        canceller lc;
         cancel_later(&lc, ctx, 30);
         assert_int_equal(eg_connect(ctx, s, (struct sockaddr *)&addr, sizeof addr), -ECANCELED);
-        later_join(&lc);
+        canceller_join(&lc);
         assert_int_equal(is_nonblock(s), nb);
         assert_int_equal(eg_connect(ctx, s, (struct sockaddr *)&addr, sizeof addr), -ECANCELED);
         eg_ctx_release(ctx);

@@ -13,62 +13,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#define GATE_WAIT_NS (INT64_C(20) * EG_NSEC_PER_SEC)
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int n;
-} gate;
-
-static void gate_init(gate *g)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, &a);
-    pthread_condattr_destroy(&a);
-    g->n = 0;
-}
-
-static void gate_destroy(gate *g)
-{
-    pthread_mutex_destroy(&g->mu);
-    pthread_cond_destroy(&g->cv);
-}
-
-static void gate_post(gate *g)
-{
-    pthread_mutex_lock(&g->mu);
-    g->n++;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static bool gate_wait(gate *g, int target, int64_t timeout_ns)
-{
-    struct timespec now, ts;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t end = (int64_t)now.tv_sec * EG_NSEC_PER_SEC + now.tv_nsec + timeout_ns;
-    ts.tv_sec = (time_t)(end / EG_NSEC_PER_SEC);
-    ts.tv_nsec = (long)(end % EG_NSEC_PER_SEC);
-    pthread_mutex_lock(&g->mu);
-    int rc = 0;
-    while (g->n < target && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-    bool ok = g->n >= target;
-    pthread_mutex_unlock(&g->mu);
-    return ok;
-}
-
 /* The configuration the program started with; every case restores it. */
 static eg_pool_config initial;
 

@@ -18,32 +18,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void nap_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* Waits (bounded) until *v reaches want; false on time-out. */
-static bool wait_for_int(atomic_int *v, int want)
-{
-    for (int i = 0; i < 200000; i++) {
-        if (atomic_load(v) == want)
-            return true;
-        nap_us(50);
-    }
-    return atomic_load(v) == want;
-}
-
-/* Waits (bounded) until eg_live_objects() is back to base. */
-static void assert_live_back_to(long base)
-{
-    for (int i = 0; i < 200000 && eg_live_objects() != base; i++)
-        nap_us(50);
-    assert_int_equal(eg_live_objects(), base);
-}
-
 /* A tiny xorshift for jitter in the race loops. */
 static unsigned jitter_state = 2463534242u;
 static unsigned jitter(unsigned mod)
@@ -86,18 +60,6 @@ static void cancel_async(cancel_job *j, eg_ctx *ctx, int cause, unsigned delay)
     assert_int_equal(pthread_create(&j->tid, NULL, cancel_main, j), 0);
 }
 
-static int wait_ctx_task(eg_ctx *ctx, void *arg)
-{
-    atomic_fetch_add((atomic_int *)arg, 1);
-    return eg_ctx_wait(ctx);
-}
-
-static int count_task(eg_ctx *ctx, void *arg)
-{
-    (void)ctx;
-    atomic_fetch_add((atomic_int *)arg, 1);
-    return 0;
-}
 
 /* ---- libdill #215, stdexec #1718: cancel racing wait and free ---------- */
 

@@ -12,53 +12,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static void sleep_us(long us)
-{
-    struct timespec ts = {0, us * 1000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* The kernel id of the calling thread. */
-static pid_t thread_id(void)
-{
-    return (pid_t)syscall(SYS_gettid);
-}
-
-/* Waits until thread tid sleeps in the kernel. The threads watched here
- * sleep in nothing but the call under test, so once asleep they are queued
- * in it: no guessing how long a thread needs to get there. */
-static void wait_asleep(atomic_int *tid)
-{
-    while (atomic_load(tid) == 0)
-        sleep_ms(1);
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", atomic_load(tid));
-    for (;;) {
-        FILE *f = fopen(path, "r");
-        assert_non_null(f);
-        char buf[512];
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        char *p = strrchr(buf, ')'); /* the state follows the command name */
-        if (p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D'))
-            return;
-        sleep_ms(1);
-    }
-}
 
 /* ---- an acquire on its own thread --------------------------------------- */
 
@@ -97,27 +53,6 @@ static int acq_join(acq *a)
     return a->rc;
 }
 
-typedef struct canceller {
-    pthread_t thread;
-    eg_ctx *ctx;
-    int delay_ms;
-} canceller;
-
-static void *canceller_main(void *arg)
-{
-    canceller *c = arg;
-    sleep_ms(c->delay_ms);
-    eg_cancel(c->ctx, 0);
-    return NULL;
-}
-
-static void cancel_later(canceller *c, eg_ctx *ctx, int delay_ms)
-{
-    c->ctx = ctx;
-    c->delay_ms = delay_ms;
-    assert_int_equal(pthread_create(&c->thread, NULL, canceller_main, c), 0);
-}
-
 /* ---- TestWeighted: hammer with weights 0..n-1 ----------------------------- */
 
 #define HAMMER_N 4
@@ -139,7 +74,7 @@ static void *hammer_main(void *arg)
             atomic_fetch_add(h->bad, 1);
         if (atomic_fetch_add(h->held, h->n) + h->n > HAMMER_N)
             atomic_fetch_add(h->bad, 1); /* more weight out than exists */
-        sleep_us(rand_r(&h->seed) % 1000);
+        nap_us(rand_r(&h->seed) % 1000);
         atomic_fetch_sub(h->held, h->n);
         eg_sem_release(h->s, h->n);
     }
@@ -366,7 +301,7 @@ static void test_alloc_cancel_doesnt_starve(void **state)
     /* Wait until acquire(10) is queued: it then blocks try_acquire(1). */
     while (eg_sem_try_acquire(s, 1)) {
         eg_sem_release(s, 1);
-        sleep_us(100);
+        nap_us(100);
     }
     /* Cancel it while another acquire(1) queues behind it: the cancelled
      * head must hand on to the waiter behind, which then succeeds. */
@@ -396,7 +331,7 @@ static void *cancel_then_release_main(void *arg)
     /* Synchronise with the acquire(2): it blocks try_acquire once queued. */
     while (eg_sem_try_acquire(cr->s, 1)) {
         eg_sem_release(cr->s, 1);
-        sleep_us(100);
+        nap_us(100);
     }
     eg_cancel(cr->ctx, 0);
     eg_sem_release(cr->s, 1);
@@ -621,7 +556,7 @@ static int bounded_task(eg_ctx *ctx, void *arg)
     int prev = atomic_load(&b->max_inside);
     while (now > prev && !atomic_compare_exchange_weak(&b->max_inside, &prev, now)) {
     }
-    sleep_us(200);
+    nap_us(200);
     atomic_fetch_sub(&b->inside, 1);
     atomic_fetch_add(&b->ran, 1);
     eg_sem_release(b->s, 1);
