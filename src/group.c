@@ -41,6 +41,9 @@ struct eg_group {
     int idle_waiters, slot_waiters; /* under mu */
     int err;
     char errmsg[EG_ERRMSG_MAX];
+    atomic_bool tracing;    /* changed only while the count is 0 */
+    eg_trace_entry *trace;  /* under mu */
+    size_t ntrace, trace_cap;
 };
 
 typedef struct {
@@ -48,6 +51,7 @@ typedef struct {
     eg_group *g;
     eg_fn fn;
     void *arg;
+    const char *name;
 } group_task;
 
 #define SLOT_WAITERS 0x40000000u
@@ -113,17 +117,43 @@ int eg_errorf(int code, const char *fmt, ...)
     return code;
 }
 
-/* Records a task's failure; the first one cancels the group's context. */
-static void record_failure(eg_group *g, int r)
+/* Appends e to the trace; drops it if the trace cannot grow. Under mu. */
+static void trace_append_locked(eg_group *g, const eg_trace_entry *e)
 {
+    if (g->ntrace == g->trace_cap) {
+        size_t cap = g->trace_cap ? 2 * g->trace_cap : 16;
+        eg_trace_entry *t = eg__malloc(cap * sizeof *t);
+        if (!t)
+            return;
+        if (g->ntrace)
+            memcpy(t, g->trace, g->ntrace * sizeof *t);
+        free(g->trace);
+        g->trace = t;
+        g->trace_cap = cap;
+    }
+    g->trace[g->ntrace++] = *e;
+}
+
+/* Records a task's result r (and its trace entry e, if tracing): the first
+ * failure is the group's error and cancels the group's context. The entry
+ * goes in under the same lock, before the cancel, so the trace lists a
+ * failure before the siblings it cancelled. */
+static void record_result(eg_group *g, int r, eg_trace_entry *e)
+{
+    if (!r && !e)
+        return;
     pthread_mutex_lock(&g->mu);
-    bool first = g->err == 0;
+    bool first = r && g->err == 0;
     if (first) {
         g->err = r;
         if (task_msg.set && task_msg.code == r)
             memcpy(g->errmsg, task_msg.msg, sizeof g->errmsg);
         else
             eg__errtext(r, g->errmsg, sizeof g->errmsg);
+    }
+    if (e) {
+        e->first_error = first;
+        trace_append_locked(g, e);
     }
     pthread_mutex_unlock(&g->mu);
     if (first)
@@ -156,15 +186,31 @@ static void run_task(eg__task *t)
     group_task *gt = (group_task *)t;
     eg_group *g = gt->g;
 
+    /* Relaxed: changed only while no task is admitted. */
+    bool tracing = atomic_load_explicit(&g->tracing, memory_order_relaxed);
+    int64_t start = tracing ? eg_now() : 0;
     eg__frame frame = {.prev = eg__current, .owner = g};
     eg__current = &frame;
     task_msg.set = false;
     int r = gt->fn(g->ctx, gt->arg);
     eg__current = frame.prev;
-    free(gt);
 
-    if (r)
-        record_failure(g, r);
+    if (tracing) {
+        eg_trace_entry e = {
+            .name = gt->name,
+            .arg = gt->arg,
+            .result = r,
+            .outcome = !r                       ? EG_OUTCOME_OK
+                       : eg_ctx_done(g->ctx)    ? EG_OUTCOME_CANCELLED
+                                                : EG_OUTCOME_FAILED,
+            .start_ns = start,
+            .end_ns = eg_now(),
+        };
+        record_result(g, r, &e);
+    } else {
+        record_result(g, r, NULL);
+    }
+    free(gt);
     task_msg.set = false;
     release_slot(g);
 }
@@ -222,7 +268,7 @@ static int admit(eg_group *g, bool block)
 }
 
 /* Admits and starts one task; block says whether to wait for a slot. */
-static int group_go(eg_group *g, eg_fn fn, void *arg, bool block)
+static int group_go(eg_group *g, const char *name, eg_fn fn, void *arg, bool block)
 {
     if (!g || !fn)
         return -EINVAL;
@@ -233,6 +279,7 @@ static int group_go(eg_group *g, eg_fn fn, void *arg, bool block)
     gt->g = g;
     gt->fn = fn;
     gt->arg = arg;
+    gt->name = name;
 
     int rc = admit(g, block);
     if (rc == 0) {
@@ -245,9 +292,54 @@ static int group_go(eg_group *g, eg_fn fn, void *arg, bool block)
     return rc;
 }
 
-int eg_go(eg_group *g, eg_fn fn, void *arg) { return group_go(g, fn, arg, true); }
+int eg_go(eg_group *g, eg_fn fn, void *arg) { return group_go(g, NULL, fn, arg, true); }
 
-int eg_try_go(eg_group *g, eg_fn fn, void *arg) { return group_go(g, fn, arg, false); }
+int eg_go_named(eg_group *g, const char *name, eg_fn fn, void *arg)
+{
+    return group_go(g, name, fn, arg, true);
+}
+
+int eg_try_go(eg_group *g, eg_fn fn, void *arg)
+{
+    return group_go(g, NULL, fn, arg, false);
+}
+
+int eg_group_set_trace(eg_group *g, bool on)
+{
+    if (!g)
+        return -EINVAL;
+    pthread_mutex_lock(&g->mu);
+    int rc = COUNT(atomic_load(&g->state)) ? -EBUSY : 0;
+    if (rc == 0)
+        atomic_store_explicit(&g->tracing, on, memory_order_relaxed);
+    pthread_mutex_unlock(&g->mu);
+    return rc;
+}
+
+size_t eg_group_trace(eg_group *g, eg_trace_entry *out, size_t cap)
+{
+    if (!g)
+        return 0;
+    pthread_mutex_lock(&g->mu);
+    size_t n = g->ntrace;
+    if (out && cap)
+        memcpy(out, g->trace, (n < cap ? n : cap) * sizeof *out);
+    pthread_mutex_unlock(&g->mu);
+    return n;
+}
+
+const char *eg_outcome_name(eg_outcome outcome)
+{
+    switch (outcome) {
+    case EG_OUTCOME_OK:
+        return "ok";
+    case EG_OUTCOME_FAILED:
+        return "failed";
+    case EG_OUTCOME_CANCELLED:
+        return "cancelled";
+    }
+    return "unknown";
+}
 
 int eg_set_limit(eg_group *g, int n)
 {
@@ -347,6 +439,7 @@ void eg_group_free(eg_group *g)
     pthread_cond_destroy(&g->idle_cond);
     pthread_mutex_destroy(&g->mu);
     eg_ctx_release(g->ctx);
+    free(g->trace);
     free(g);
     eg__live(-1);
 }

@@ -81,6 +81,50 @@ EG_EXPORT const char *eg_group_errmsg(eg_group *g);
 /* The first error (as eg_wait would return it), without waiting. */
 EG_EXPORT int eg_group_err(eg_group *g);
 
+/* ---- per-task trace ----------------------------------------------------
+ *
+ * Who failed, who was cancelled, and when: with tracing on, the group keeps
+ * one entry per finished task, in the order tasks finished.
+ */
+
+typedef enum eg_outcome {
+    EG_OUTCOME_OK,        /* returned 0 */
+    EG_OUTCOME_FAILED,    /* returned non-zero while the group's context
+                           * was live: it failed on its own */
+    EG_OUTCOME_CANCELLED  /* returned non-zero after the group's context was
+                           * done (a sibling failed, the parent was cancelled
+                           * or its deadline passed) */
+} eg_outcome;
+
+typedef struct eg_trace_entry {
+    const char *name;  /* eg_go_named's name, or NULL */
+    void *arg;         /* the task's argument (never dereferenced) */
+    int result;        /* what the task returned */
+    eg_outcome outcome;
+    bool first_error;  /* result is the error eg_wait returns */
+    int64_t start_ns;  /* eg_now() when the task started to run */
+    int64_t end_ns;    /* eg_now() when it returned */
+} eg_trace_entry;
+
+/* Turns tracing on or off for tasks started from now on. Returns 0, -EINVAL
+ * for NULL, or -EBUSY (no change) while tasks are active. Tracing costs two
+ * clock reads and a locked append per task. */
+EG_EXPORT int eg_group_set_trace(eg_group *g, bool on);
+
+/* eg_go with a name for the trace. name is not copied: it must stay valid
+ * until eg_group_free (a string literal, typically). */
+EG_EXPORT int eg_go_named(eg_group *g, const char *name, eg_fn fn, void *arg);
+
+/* Copies up to cap entries (out may be NULL when cap is 0), oldest first,
+ * and returns how many tasks the trace holds (more than cap means some were
+ * not copied). Entries of tasks still running are not there yet: call it
+ * after eg_wait for the whole story. A task whose entry could not be
+ * stored (ENOMEM) is left out. */
+EG_EXPORT size_t eg_group_trace(eg_group *g, eg_trace_entry *out, size_t cap);
+
+/* "ok", "failed" or "cancelled". */
+EG_EXPORT const char *eg_outcome_name(eg_outcome outcome);
+
 /* Waits for running tasks (as eg_wait does, without cancelling), then frees
  * the group and drops its context. NULL-safe. Called from inside one of the
  * group's own tasks it does nothing (the group cannot be freed there).
