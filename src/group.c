@@ -215,9 +215,13 @@ static void run_task(eg__task *t)
     release_slot(g);
 }
 
-/* Takes a slot: 0, -EBUSY (at the limit and !block) or -EINVAL (limit 0). */
-static int admit(eg_group *g, bool block)
+/* Takes a slot: 0, -EBUSY (at the limit and !block) or -EINVAL (limit 0).
+ * *watching is set when it returns 0 while still registered as a pool
+ * watcher (it spun for the slot): the caller ends that after submitting, so
+ * the submission itself can defer waking a worker. */
+static int admit(eg_group *g, bool block, bool *watching)
 {
+    *watching = false;
     int limit = atomic_load_explicit(&g->limit, memory_order_relaxed);
     if (limit < 0) {
         atomic_fetch_add_explicit(&g->state, 1, memory_order_relaxed);
@@ -231,8 +235,10 @@ static int admit(eg_group *g, bool block)
         if (COUNT(old) < (unsigned)limit) {
             if (atomic_compare_exchange_weak_explicit(&g->state, &old, old + 1,
                                                       memory_order_relaxed,
-                                                      memory_order_relaxed))
+                                                      memory_order_relaxed)) {
+                *watching = spin_until != 0;
                 return 0;
+            }
             continue;
         }
         if (!block)
@@ -249,8 +255,6 @@ static int admit(eg_group *g, bool block)
             eg__pool_watch_poll(now);
             spin_step(now, &last_yield);
             old = atomic_load_explicit(&g->state, memory_order_relaxed);
-            if (COUNT(old) < (unsigned)limit)
-                eg__pool_watch_end(), spin_until = 0;
             continue;
         }
         eg__pool_watch_end();
@@ -281,9 +285,12 @@ static int group_go(eg_group *g, const char *name, eg_fn fn, void *arg, bool blo
     gt->arg = arg;
     gt->name = name;
 
-    int rc = admit(g, block);
+    bool watching;
+    int rc = admit(g, block, &watching);
     if (rc == 0) {
         rc = eg__pool_submit(&g->queue, &gt->base);
+        if (watching)
+            eg__pool_watch_end();
         if (rc < 0)
             release_slot(g);
     }

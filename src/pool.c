@@ -334,6 +334,20 @@ static void retry_fire(eg__timer *t)
     pthread_mutex_unlock(&P.mu);
 }
 
+/* Defers making a worker available if a watcher spins (see above).
+ * Publishes the deferral, then looks for a watcher (seq_cst, pairs with
+ * eg__pool_watch_end): either it sees one, or the watcher sees the deferral
+ * and settles it. Returns false, with nothing deferred, when none watches. */
+static bool defer_pass_locked(void)
+{
+    if (!atomic_load(&P.pass_pending))
+        atomic_store(&P.pass_pending, eg_now());
+    if (atomic_load(&P.watchers) > 0)
+        return true;
+    atomic_store(&P.pass_pending, 0);
+    return false;
+}
+
 static void *worker_main(void *arg)
 {
     (void)arg;
@@ -350,13 +364,7 @@ static void *worker_main(void *arg)
              * unless a watcher spins nearby: then defer it, as this task
              * most likely returns before a woken thread would run. */
             if (P.queued > 0 && avail() == 0) {
-                /* Publish the deferral, then look for a watcher (seq_cst,
-                 * pairs with eg__pool_watch_end): either we see it, or it
-                 * sees the deferral and settles it. */
-                if (!atomic_load(&P.pass_pending))
-                    atomic_store(&P.pass_pending, eg_now());
-                if (atomic_load(&P.watchers) == 0) {
-                    atomic_store(&P.pass_pending, 0);
+                if (!defer_pass_locked()) {
                     /* Two at a time while work piles up: a burst of N
                      * blocking tasks then takes log2(N) rounds of
                      * wake-ups to start, not N. */
@@ -497,7 +505,9 @@ int eg__pool_submit(eg__queue *q, eg__task *t)
     pthread_mutex_lock(&P.mu);
     queue_push(q ? q : &P.shared, t);
     int rc = 0;
-    if (avail() == 0 && add_avail_locked() < 0 && t->queue && avail() == 0) {
+    if (avail() == 0 && P.threads > 0 && defer_pass_locked())
+        ; /* a watcher (maybe the caller) settles it */
+    else if (avail() == 0 && add_avail_locked() < 0 && t->queue && avail() == 0) {
         /* No worker will look at the queue and none could start: take the
          * task back rather than strand it behind tasks that may never
          * return. */
