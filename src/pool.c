@@ -31,7 +31,10 @@
  * So while some thread spins in eg_go or eg_wait (a "watcher"), a worker
  * defers the pass: it is cancelled when the worker comes back for work, and
  * made by a watcher once it is WATCH_NS old or when the watcher stops
- * spinning. A watcher never runs a task, it only wakes a worker.
+ * spinning. A watcher never runs a task, it only wakes a worker. An eg_go
+ * that spun for a slot stays a watcher until its task is queued, so its own
+ * submission defers too, instead of waking a second worker while the first
+ * is about to come back.
  *
  * Spinning is bounded (SPIN_NS) and at most max_spinners workers spin at
  * once, so idle pools cost no CPU and busy ones do not steal the cores the
