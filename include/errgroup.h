@@ -16,5 +16,6 @@
 #include "eg/io.h"
 #include "eg/chan.h"
 #include "eg/sem.h"
+#include "eg/hedge.h"
 
 #endif
