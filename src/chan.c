@@ -39,21 +39,20 @@
 #include <string.h>
 
 #include "internal.h"
+#include "list.h"
 
 enum { CHAN_WAITING, CHAN_DONE, CHAN_CLOSED };
 
 typedef struct chan_waiter chan_waiter;
 struct chan_waiter {
-    chan_waiter *next, *prev;
+    eg__link link; /* in sendq or recvq */
     pthread_cond_t cond;
     const void *src; /* a sender's element */
     void *dst;       /* a receiver's destination, NULL to drop the element */
     int state;
 };
 
-typedef struct chan_queue {
-    chan_waiter *head, *tail;
-} chan_queue;
+typedef eg__list chan_queue;
 
 struct eg_chan {
     pthread_mutex_t mu;
@@ -64,37 +63,15 @@ struct eg_chan {
     unsigned char buf[]; /* cap * elem_size bytes */
 };
 
-static void queue_push(chan_queue *q, chan_waiter *w)
-{
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
-}
+static void queue_push(chan_queue *q, chan_waiter *w) { eg__list_push(q, &w->link); }
 
-static void queue_unlink(chan_queue *q, chan_waiter *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        q->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        q->tail = w->prev;
-    w->next = w->prev = NULL;
-}
+static void queue_unlink(chan_queue *q, chan_waiter *w) { eg__list_unlink(q, &w->link); }
 
 /* Unlinks and returns the oldest waiter of q, or NULL. Called with mu held. */
 static chan_waiter *queue_pop(chan_queue *q)
 {
-    chan_waiter *w = q->head;
-    if (w)
-        queue_unlink(q, w);
-    return w;
+    eg__link *l = eg__list_pop(q);
+    return l ? EG__CONTAINER_OF(l, chan_waiter, link) : NULL;
 }
 
 /* Settles an unlinked waiter. Called with mu held, so the waiter cannot see

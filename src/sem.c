@@ -30,10 +30,11 @@
 #include <assert.h>
 
 #include "internal.h"
+#include "list.h"
 
 typedef struct sem_waiter sem_waiter;
 struct sem_waiter {
-    sem_waiter *next, *prev;
+    eg__link link; /* in the semaphore's FIFO */
     pthread_cond_t cond;
     int64_t n;
     bool ready;
@@ -42,31 +43,17 @@ struct sem_waiter {
 struct eg_sem {
     pthread_mutex_t mu;
     int64_t size, cur;
-    sem_waiter *head, *tail;
+    eg__list waiters;
 };
 
-static void waiter_push(eg_sem *s, sem_waiter *w)
-{
-    w->next = NULL;
-    w->prev = s->tail;
-    if (s->tail)
-        s->tail->next = w;
-    else
-        s->head = w;
-    s->tail = w;
-}
+static void waiter_push(eg_sem *s, sem_waiter *w) { eg__list_push(&s->waiters, &w->link); }
 
-static void waiter_unlink(eg_sem *s, sem_waiter *w)
+static void waiter_unlink(eg_sem *s, sem_waiter *w) { eg__list_unlink(&s->waiters, &w->link); }
+
+/* The oldest waiter, or NULL. */
+static sem_waiter *waiter_head(eg_sem *s)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        s->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        s->tail = w->prev;
-    w->next = w->prev = NULL;
+    return s->waiters.head ? EG__CONTAINER_OF(s->waiters.head, sem_waiter, link) : NULL;
 }
 
 /* Grants weight to queued waiters in order, stopping at the first request
@@ -75,7 +62,7 @@ static void waiter_unlink(eg_sem *s, sem_waiter *w)
 static void notify_waiters(eg_sem *s)
 {
     sem_waiter *w;
-    while ((w = s->head) && s->size - s->cur >= w->n) {
+    while ((w = waiter_head(s)) && s->size - s->cur >= w->n) {
         s->cur += w->n;
         waiter_unlink(s, w);
         w->ready = true;
@@ -111,7 +98,7 @@ int eg_sem_acquire(eg_ctx *ctx, eg_sem *s, int64_t n)
         return err;
 
     pthread_mutex_lock(&s->mu);
-    if (!s->head && s->size - s->cur >= n) {
+    if (!waiter_head(s) && s->size - s->cur >= n) {
         s->cur += n;
         pthread_mutex_unlock(&s->mu);
         return 0;
@@ -129,7 +116,7 @@ int eg_sem_acquire(eg_ctx *ctx, eg_sem *s, int64_t n)
     while (!err && !w.ready);
 
     if (!w.ready) {
-        bool was_head = s->head == &w;
+        bool was_head = waiter_head(s) == &w;
         waiter_unlink(s, &w);
         if (was_head && s->size > s->cur)
             notify_waiters(s);
@@ -149,7 +136,7 @@ bool eg_sem_try_acquire(eg_sem *s, int64_t n)
     if (!s || n < 0)
         return false;
     pthread_mutex_lock(&s->mu);
-    bool ok = !s->head && s->size - s->cur >= n;
+    bool ok = !waiter_head(s) && s->size - s->cur >= n;
     if (ok)
         s->cur += n;
     pthread_mutex_unlock(&s->mu);
