@@ -73,6 +73,16 @@ static int poll_ctx(eg_ctx *ctx, int fd, short events)
     }
 }
 
+/* Waits until fd is ready for events: 0, the context's error, or -errno
+ * (-EBADF for a descriptor poll calls invalid). */
+static int await_fd(eg_ctx *ctx, int fd, short events)
+{
+    int rc = poll_ctx(ctx, fd, events);
+    if (rc < 0)
+        return rc;
+    return rc & POLLNVAL ? -EBADF : 0;
+}
+
 int eg_poll(eg_ctx *ctx, int fd, short events)
 {
     if (!ctx)
@@ -125,11 +135,9 @@ static ssize_t transfer(eg_ctx *ctx, int fd, bool reading, void *rbuf,
     bool ready = mode != IO_BLOCKING || ready_now(fd, events);
     for (;;) {
         if (!ready) {
-            int rc = poll_ctx(ctx, fd, events);
+            int rc = await_fd(ctx, fd, events);
             if (rc < 0)
                 return rc;
-            if (rc & POLLNVAL)
-                return -EBADF;
         }
         ssize_t n = reading ? read(fd, rbuf, len) : write(fd, wbuf, len);
         if (n >= 0)
@@ -269,11 +277,9 @@ static int accept_loop(eg_ctx *ctx, int fd, struct sockaddr *addr,
     bool ready = nonblock || ready_now(fd, POLLIN);
     for (;;) {
         if (!ready) {
-            int rc = poll_ctx(ctx, fd, POLLIN);
+            int rc = await_fd(ctx, fd, POLLIN);
             if (rc < 0)
                 return rc;
-            if (rc & POLLNVAL)
-                return -EBADF;
         }
         if (len)
             *len = len0;
