@@ -84,8 +84,8 @@ int eg_cond_timedwait(eg_ctx *ctx, pthread_cond_t *cond, pthread_mutex_t *mu,
         struct timespec rt;
         clock_gettime(CLOCK_REALTIME, &rt);
         int64_t left = deadline_ns - eg_now();
-        eg__ts_from_ns(&ts, (int64_t)rt.tv_sec * EG_NSEC_PER_SEC + rt.tv_nsec +
-                                (left > 0 ? left : 0));
+        eg__ts_from_ns(&ts, eg__add_sat((int64_t)rt.tv_sec * EG_NSEC_PER_SEC + rt.tv_nsec,
+                                        left > 0 ? left : 0));
         rc = pthread_cond_timedwait(cond, mu, &ts);
 #endif
     }

@@ -13,9 +13,11 @@
  *   live (err == 0) --eg_cancel / parent cancelled / deadline--> done
  *
  * Going done happens once, under the context's lock: store cause, then err
- * (release; eg_ctx_err reads it lock-free with acquire), cancel every child,
- * call every waiter's wake(), wake eg_ctx_wait sleepers, signal the fd,
- * disarm the timer. As in Go, a context is seen done before its children
+ * (release; eg_ctx_err reads it lock-free with acquire), take the children
+ * off the list (each with a reference, onto the cancelling walk's work
+ * list), call every waiter's wake(), wake eg_ctx_wait sleepers, signal the
+ * fd, disarm the timer; then, unlocked, the walk does the same to each
+ * child (iteratively: any depth in constant stack). As in Go, a context is seen done before its children
  * are: a child seen done with its parent's cause has a parent seen done, but
  * a thread that sees the parent done may still cancel a child first.
  *
@@ -26,8 +28,8 @@
  * holds no reference. The child's destructor unlinks itself under the
  * attach's lock, so a cancelling parent never reaches a freed child.
  *
- * Lock order: parent's lock -> child's lock (cancellation walks down);
- * context lock -> pool lock (eg_after_func posts) -> nothing;
+ * Lock order: one context lock at a time on the cancellation walk; a
+ * parent's lock -> a child's reference count (try-retain) only; context lock -> pool lock (eg_after_func posts) -> nothing;
  * context lock -> timer lock; context lock -> a user mutex only with
  * trylock (cond.c). Nothing takes a parent's lock while holding a child's.
  */
@@ -71,6 +73,7 @@ struct eg_ctx {
     bool has_timer;
     int deadline_cause;
     eg__timer timer;
+    eg_ctx *cancel_next; /* on a do_cancel work list; owned by that walk */
 };
 
 static eg_ctx background = {.kind = K_BACKGROUND, .deadline = NO_DEADLINE};
@@ -82,6 +85,7 @@ static void ctx_init_once(void)
 {
     pthread_condattr_init(&mono_attr);
     pthread_condattr_setclock(&mono_attr, CLOCK_MONOTONIC);
+    eg__fork_init();
 }
 
 eg_ctx *eg_background(void) { return &background; }
@@ -96,7 +100,8 @@ eg_ctx *eg_ctx_retain(eg_ctx *ctx)
     return ctx;
 }
 
-static void ctx_destroy(eg_ctx *c)
+/* Frees c and returns its parent, whose reference the caller now drops. */
+static eg_ctx *ctx_destroy(eg_ctx *c)
 {
     if (c->kind == K_CANCEL) {
         eg_ctx *a = c->attach;
@@ -126,19 +131,34 @@ static void ctx_destroy(eg_ctx *c)
     eg_ctx *parent = c->parent;
     free(c);
     eg__live(-1);
-    eg_ctx_release(parent);
+    return parent;
 }
 
 void eg_ctx_release(eg_ctx *ctx)
 {
-    /* Iterative over the parent chain would avoid recursion, but chains
-     * are only as deep as the program nests contexts. */
-    if (!ctx || ctx->kind == K_BACKGROUND)
-        return;
-    /* acq_rel: the last owner must see every other owner's writes before
-     * it frees. */
-    if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) == 1)
-        ctx_destroy(ctx);
+    /* A loop over the parent chain, not recursion: freeing the last
+     * reference to a chain a million deep uses constant stack. */
+    while (ctx && ctx->kind != K_BACKGROUND) {
+        /* acq_rel: the last owner must see every other owner's writes
+         * before it frees. */
+        if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
+            return;
+        ctx = ctx_destroy(ctx);
+    }
+}
+
+/* Takes a reference to c unless its count already reached zero (c is being
+ * destroyed then, and has no descendants: each holds a reference to it). */
+static bool ctx_try_retain(eg_ctx *c)
+{
+    long r = atomic_load_explicit(&c->refs, memory_order_relaxed);
+    while (r > 0)
+        /* Relaxed: as eg_ctx_retain; the caller holds c's attach lock, so
+         * c is not freed meanwhile. */
+        if (atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
 }
 
 /* ---- cancellation ------------------------------------------------------ */
@@ -192,9 +212,9 @@ static int sleep_on_err(eg_ctx *c, int64_t deadline_ns)
 static void wake_sleepers(eg_ctx *c) { pthread_cond_broadcast(&c->cond); }
 #endif
 
-/* Marks c done and cancels its subtree. The caller holds a reference to c,
- * or c's attach lock (c cannot be freed while linked), or is c's timer. */
-static void do_cancel(eg_ctx *c, int err, int cause)
+/* Marks c done (if it is not) and moves its children onto *work, each with
+ * a reference of the walk's own. */
+static void cancel_one(eg_ctx *c, int err, int cause, eg_ctx **work)
 {
     pthread_mutex_lock(&c->mu);
     if (atomic_load_explicit(&c->err, memory_order_relaxed)) {
@@ -205,11 +225,16 @@ static void do_cancel(eg_ctx *c, int err, int cause)
     /* Release: a reader that sees err also sees cause. */
     atomic_store_explicit(&c->err, err, memory_order_release);
 
+    /* Unlinked under c's lock: a child's destructor then finds it unlinked
+     * and does not touch c's list; the walk's reference keeps it alive. */
     for (eg_ctx *ch = c->children, *next; ch; ch = next) {
         next = ch->sib_next;
         ch->linked = false;
         ch->sib_prev = ch->sib_next = NULL;
-        do_cancel(ch, err, cause);
+        if (ctx_try_retain(ch)) {
+            ch->cancel_next = *work;
+            *work = ch;
+        }
     }
     c->children = NULL;
 
@@ -229,6 +254,24 @@ static void do_cancel(eg_ctx *c, int err, int cause)
     if (c->has_timer)
         eg__timer_del(&c->timer);
     pthread_mutex_unlock(&c->mu);
+}
+
+/* Marks c done and cancels its subtree. The caller holds a reference to c,
+ * or is c's timer. The walk is iterative over an intrusive work list (each
+ * context is taken off its parent's list once, by the one walk that marks
+ * the parent done), so any depth uses constant stack. Each context is
+ * marked done before its children are reached: a context is seen done
+ * before its children. */
+static void do_cancel(eg_ctx *c, int err, int cause)
+{
+    eg_ctx *work = NULL;
+    cancel_one(c, err, cause, &work);
+    while (work) {
+        eg_ctx *ch = work;
+        work = ch->cancel_next;
+        cancel_one(ch, err, cause, &work);
+        eg_ctx_release(ch);
+    }
 }
 
 void eg_cancel(eg_ctx *ctx, int cause)
@@ -341,8 +384,8 @@ eg_ctx *eg_with_deadline_cause(eg_ctx *parent, int64_t deadline_ns, int cause)
 
 static int64_t add_timeout(int64_t timeout_ns)
 {
-    int64_t now = eg_now();
-    return timeout_ns > NO_DEADLINE - now ? NO_DEADLINE - 1 : now + timeout_ns;
+    int64_t d = eg__deadline_after(timeout_ns);
+    return d == NO_DEADLINE ? NO_DEADLINE - 1 : d;
 }
 
 eg_ctx *eg_with_timeout(eg_ctx *parent, int64_t timeout_ns)
@@ -426,6 +469,18 @@ static pthread_mutex_t never_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t never_cond;
 
 static void never_init_once(void) { pthread_cond_init(&never_cond, &mono_attr); }
+
+/* In the child of fork() the threads that slept on never_cond are gone and
+ * never_mu may have been held by one of them. */
+void eg__ctx_atfork_child(void)
+{
+    never_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&never_cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
 
 int eg_ctx_wait_until(eg_ctx *ctx, int64_t deadline_ns)
 {
@@ -574,6 +629,7 @@ struct eg_after {
     void *arg;
     atomic_int state;
     atomic_int refs;
+    unsigned fork_gen; /* eg__fork_gen at creation: a parent's never runs in a child */
 };
 
 static void after_put(eg_after *a)
@@ -599,7 +655,9 @@ static void after_fire(eg_after *a)
 {
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
     int s = AFTER_ARMED;
-    if (atomic_compare_exchange_strong(&a->state, &s, AFTER_RUN))
+    if (a->fork_gen != atomic_load_explicit(&eg__fork_gen, memory_order_relaxed))
+        after_put(a); /* armed in the parent of this process: never runs here */
+    else if (atomic_compare_exchange_strong(&a->state, &s, AFTER_RUN))
         eg__pool_post(&a->task);
     else
         after_put(a); /* never the last: the stopper waits in unwatch */
@@ -625,6 +683,8 @@ eg_after *eg_after_func(eg_ctx *ctx, void (*fn)(void *), void *arg)
     a->waiter.wake = after_wake;
     atomic_init(&a->state, AFTER_ARMED);
     atomic_init(&a->refs, 1);
+    eg__fork_init();
+    a->fork_gen = atomic_load_explicit(&eg__fork_gen, memory_order_relaxed);
     if (eg__ctx_watch(ctx, &a->waiter) < 0)
         after_fire(a); /* already done */
     return a;

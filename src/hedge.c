@@ -86,7 +86,7 @@ int eg_hedge(eg_ctx *parent, eg_fn fn, void *const *args, int attempts,
                       !eg_ctx_done(h.ctx);
         if (!launch && started < attempts && !eg_ctx_done(h.ctx)) {
             /* Wait for the delay, a failure, a winner or the parent. */
-            int64_t until = eg_now() + delay_ns;
+            int64_t until = eg__deadline_after(delay_ns);
             while (h.winner < 0 && h.failed == 0 && !eg_ctx_done(h.ctx)) {
                 if (eg_cond_timedwait(h.ctx, &h.cond, &h.mu, until) == -ETIMEDOUT &&
                     !eg_ctx_done(h.ctx))

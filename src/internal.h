@@ -45,6 +45,7 @@ struct eg__task {
     eg__task *next, *prev;
     void (*run)(eg__task *t);
     eg__queue *queue;
+    int64_t queued_at; /* eg_now() when queued: the stall report and stats */
 };
 /* A FIFO of tasks that the pool serves round-robin with the other ready
  * queues. A group owns one, so eg_wait can take its own pending tasks.
@@ -85,7 +86,9 @@ EG_HIDDEN int eg__timer_add(eg__timer *t);
  * false if it fired or is firing: then the caller must not free t before
  * eg__timer_wait(t). */
 EG_HIDDEN bool eg__timer_del(eg__timer *t);
-/* Waits until t's fire callback is not running. Not from inside it. */
+/* Waits until t's fire callback is not running. Called from a fire callback
+ * (on the timer thread) it returns at once: the callback then must not touch
+ * t after the call that freed it. */
 EG_HIDDEN void eg__timer_wait(eg__timer *t);
 
 /* ---- ctx.c: waiting on a context ---------------------------------------- */
@@ -112,6 +115,34 @@ struct eg__frame {
     const void *owner; /* the group whose task runs in this frame */
 };
 EG_HIDDEN extern _Thread_local eg__frame *eg__current;
+
+/* ---- saturating time arithmetic ----------------------------------------- */
+/* a + b clamped to [INT64_MIN, INT64_MAX]: every `now + duration` in the
+ * library goes through these, so a huge duration means "never", not a time
+ * in the past. */
+static inline int64_t eg__add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+/* eg_now() + ns, saturated (INT64_MAX: no deadline). */
+static inline int64_t eg__deadline_after(int64_t ns) { return eg__add_sat(eg_now(), ns); }
+
+/* ---- fork.c: what survives fork() --------------------------------------- */
+/* Bumped in the child after every fork: state stamped with an older
+ * generation belongs to the parent (eg__waiter.gen). */
+EG_HIDDEN extern atomic_uint eg__fork_gen;
+/* Registers the fork handlers (once); every module calls it at init. */
+EG_HIDDEN void eg__fork_init(void);
+EG_HIDDEN void eg__pool_atfork_prepare(void);
+EG_HIDDEN void eg__pool_atfork_parent(void);
+EG_HIDDEN void eg__pool_atfork_child(void);
+EG_HIDDEN void eg__timer_atfork_prepare(void);
+EG_HIDDEN void eg__timer_atfork_parent(void);
+EG_HIDDEN void eg__timer_atfork_child(void);
+EG_HIDDEN void eg__ctx_atfork_child(void);
 
 /* ---- common.c ---------------------------------------------------------- */
 /* Counts live objects for eg_live_objects(); delta +1 on create, -1 on free. */

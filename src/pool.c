@@ -47,19 +47,24 @@
  */
 #include <limits.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
 
-#define DEFAULT_MAX_THREADS 4096
+/* Used where the machine's limits cannot be read (see default_max_threads). */
+#define FALLBACK_MAX_THREADS 4096
+#define CEILING_MAX_THREADS (1 << 20)
+#define FLOOR_MAX_THREADS 64
 #define DEFAULT_STACK_SIZE (256 * 1024)
 #define DEFAULT_IDLE_NS (10 * EG_NSEC_PER_SEC)
 #define MIN_STACK_SIZE (64 * 1024)
 #define SPIN_NS (50 * EG_NSEC_PER_USEC)
 #define WATCH_NS (20 * EG_NSEC_PER_USEC)
 #define YIELD_NS (4 * EG_NSEC_PER_USEC)
+#define STALL_NS EG_NSEC_PER_SEC
 
 /* The pool lock is held for a few dozen instructions at a time by many
  * threads: where glibc has it, an adaptive mutex spins briefly instead of
@@ -93,30 +98,94 @@ static struct {
     atomic_llong pass_pending;    /* when a worker deferred its duty pass */
     bool retry_armed;   /* retry_timer is armed */
     eg__timer retry_timer;
-} P = {.mu = EG_POOL_MUTEX_INITIALIZER, .retry_timer = {.index = SIZE_MAX}};
+    bool stall_armed;    /* stall_timer is armed */
+    bool stall_reported; /* the current stall was reported */
+    eg__timer stall_timer;
+} P = {.mu = EG_POOL_MUTEX_INITIALIZER,
+       .retry_timer = {.index = SIZE_MAX},
+       .stall_timer = {.index = SIZE_MAX}};
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static int64_t oldest_queued_locked(void);
 static pthread_condattr_t mono_attr;
 
 /* ---- configuration ------------------------------------------------------ */
 
-static long env_long(const char *name, long dflt, long unit_k, long unit_m)
+/* Reads a non-negative integer from the environment, with an optional K or
+ * M suffix where unit_k/unit_m allow it, in [lo, hi]. A value that does not
+ * parse or is out of range is rejected with one line on stderr; dflt is
+ * used then. */
+static long long env_num(const char *name, long long dflt, long long lo, long long hi,
+                         long long unit_k, long long unit_m)
 {
     const char *s = getenv(name);
     if (!s || !*s)
         return dflt;
     char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || v < 0)
-        return dflt;
-    if ((*end == 'k' || *end == 'K') && unit_k)
-        v *= unit_k, end++;
-    else if ((*end == 'm' || *end == 'M') && unit_m)
-        v *= unit_m, end++;
-    return *end ? dflt : v;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    bool ok = end != s && errno == 0;
+    if (ok && (*end == 'k' || *end == 'K') && unit_k)
+        ok = !__builtin_mul_overflow(v, unit_k, &v), end++;
+    else if (ok && (*end == 'm' || *end == 'M') && unit_m)
+        ok = !__builtin_mul_overflow(v, unit_m, &v), end++;
+    if (ok && !*end && v >= lo && v <= hi)
+        return v;
+    fprintf(stderr, "errgroup: ignoring %s=%s (expected an integer in %lld..%lld); using %lld\n",
+            name, s, lo, hi, dflt);
+    return dflt;
 }
 
-static void pool_atfork_child(void);
+/* Reads one integer from a /proc file; -1 if it cannot. */
+static long long read_proc_num(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    long long v = -1;
+    if (fscanf(f, "%lld", &v) != 1)
+        v = -1;
+    fclose(f);
+    return v;
+}
+
+/* The default maximum: what the machine allows for blocked threads (see
+ * eg/pool.h for the rule). */
+static int default_max_threads(void)
+{
+    if (sizeof(void *) < 8)
+        return FALLBACK_MAX_THREADS; /* 32 bits: address space, not memory, limits */
+    long long cap = CEILING_MAX_THREADS;
+    bool known = false;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        cap = (long long)rl.rlim_cur < cap ? (long long)rl.rlim_cur : cap;
+        known = true;
+    }
+    long long tmax = read_proc_num("/proc/sys/kernel/threads-max");
+    if (tmax > 0) {
+        cap = tmax / 2 < cap ? tmax / 2 : cap;
+        known = true;
+    }
+    /* Each thread stack is two mappings (stack and guard page): leave the
+     * program at least half of vm.max_map_count. */
+    long long maps = read_proc_num("/proc/sys/vm/max_map_count");
+    if (maps > 0) {
+        cap = maps / 4 < cap ? maps / 4 : cap;
+        known = true;
+    }
+    /* About 64 KiB of memory per blocked thread (its resident stack pages,
+     * kernel stack and task structures), from at most a quarter of RAM. */
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psize > 0) {
+        long long mem = (long long)pages * psize / 4 / (64 * 1024);
+        cap = mem < cap ? mem : cap;
+        known = true;
+    }
+    if (!known)
+        return FALLBACK_MAX_THREADS;
+    return (int)(cap < FLOOR_MAX_THREADS ? FLOOR_MAX_THREADS : cap);
+}
 
 static void pool_init_once(void)
 {
@@ -125,34 +194,40 @@ static void pool_init_once(void)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     P.max_spinners = ncpu > 2 ? (int)(ncpu / 2) : 1;
     if (!P.configured) {
-        P.cfg.max_threads = (int)env_long("EG_MAX_THREADS", DEFAULT_MAX_THREADS, 0, 0);
-        if (P.cfg.max_threads < 1 || P.cfg.max_threads > 1 << 20)
-            P.cfg.max_threads = DEFAULT_MAX_THREADS;
-        P.cfg.stack_size = (size_t)env_long("EG_STACK_SIZE", DEFAULT_STACK_SIZE, 1024,
-                                            1024 * 1024);
-        if (P.cfg.stack_size < MIN_STACK_SIZE)
-            P.cfg.stack_size = DEFAULT_STACK_SIZE;
-        long ms = env_long("EG_IDLE_TIMEOUT_MS", -1, 0, 0);
-        P.cfg.idle_timeout_ns = ms >= 0 ? ms * EG_NSEC_PER_MSEC : DEFAULT_IDLE_NS;
+        P.cfg.max_threads = (int)env_num("EG_MAX_THREADS", default_max_threads(), 1,
+                                         CEILING_MAX_THREADS, 0, 0);
+        P.cfg.stack_size = (size_t)env_num("EG_STACK_SIZE", DEFAULT_STACK_SIZE, MIN_STACK_SIZE,
+                                           (long long)1 << 40, 1024, 1024 * 1024);
+        /* ms, so INT64_MAX / 1e6 keeps the product in range. */
+        long long ms = env_num("EG_IDLE_TIMEOUT_MS", DEFAULT_IDLE_NS / EG_NSEC_PER_MSEC, 0,
+                               INT64_MAX / EG_NSEC_PER_MSEC, 0, 0);
+        P.cfg.idle_timeout_ns = ms * EG_NSEC_PER_MSEC;
+        P.cfg.stall_warning = env_num("EG_STALL_WARN", 1, 0, 1, 0, 0) ? 1 : -1;
         P.configured = true;
     }
-    pthread_atfork(NULL, NULL, pool_atfork_child);
+    eg__fork_init();
 }
 
 static inline void pool_init(void) { pthread_once(&pool_once, pool_init_once); }
 
 int eg_pool_configure(const eg_pool_config *cfg)
 {
-    if (!cfg || cfg->max_threads < 0 || cfg->idle_timeout_ns < 0 ||
-        (cfg->stack_size && cfg->stack_size < MIN_STACK_SIZE))
+    if (!cfg || cfg->max_threads < 0 || cfg->max_threads > CEILING_MAX_THREADS ||
+        (cfg->idle_timeout_ns < 0 && cfg->idle_timeout_ns != EG_IDLE_FOREVER) ||
+        (cfg->stack_size && cfg->stack_size < MIN_STACK_SIZE) ||
+        cfg->stall_warning < -1 || cfg->stall_warning > 1)
         return -EINVAL;
     pool_init();
     pthread_mutex_lock(&P.mu);
+    /* Every field: 0 keeps the current value. */
     if (cfg->max_threads)
         P.cfg.max_threads = cfg->max_threads;
     if (cfg->stack_size)
         P.cfg.stack_size = cfg->stack_size;
-    P.cfg.idle_timeout_ns = cfg->idle_timeout_ns;
+    if (cfg->idle_timeout_ns)
+        P.cfg.idle_timeout_ns = cfg->idle_timeout_ns;
+    if (cfg->stall_warning)
+        P.cfg.stall_warning = cfg->stall_warning;
     /* Sleepers re-read the timeout when woken: wake them so a shorter one
      * takes effect now. */
     for (worker *w = P.sleepers; w; w = w->next)
@@ -181,10 +256,23 @@ void eg_pool_get_stats(eg_pool_stats *st)
     st->idle = P.threads - P.running;
     st->queued = P.queued;
     st->started = P.started;
+    int64_t oldest = oldest_queued_locked();
+    st->longest_wait_ns = oldest == INT64_MAX ? 0 : eg_now() - oldest;
     pthread_mutex_unlock(&P.mu);
 }
 
 /* ---- queues (all under P.mu) ------------------------------------------- */
+
+/* When the longest-waiting queued task was queued; INT64_MAX if none. Each
+ * queue is FIFO, so its head is its oldest. */
+static int64_t oldest_queued_locked(void)
+{
+    int64_t oldest = INT64_MAX;
+    for (eg__queue *q = P.ready_head; q; q = q->rnext)
+        if (q->head && q->head->queued_at < oldest)
+            oldest = q->head->queued_at;
+    return oldest;
+}
 
 static void ready_push(eg__queue *q)
 {
@@ -322,7 +410,7 @@ static void arm_retry_locked(void)
         return;
     P.retry_armed = true;
     P.retry_timer.fire = retry_fire;
-    P.retry_timer.when = eg_now() + EG_NSEC_PER_MSEC;
+    P.retry_timer.when = eg__deadline_after(EG_NSEC_PER_MSEC);
     if (eg__timer_add(&P.retry_timer) < 0)
         P.retry_armed = false; /* the next submission retries instead */
 }
@@ -427,7 +515,14 @@ static void *worker_main(void *arg)
         int rc = 0;
         while (!self.signaled && rc != ETIMEDOUT) {
             struct timespec ts;
-            eg__ts_from_ns(&ts, eg_now() + P.cfg.idle_timeout_ns);
+            int64_t until = P.cfg.idle_timeout_ns == EG_IDLE_FOREVER
+                                ? INT64_MAX
+                                : eg__deadline_after(P.cfg.idle_timeout_ns);
+            if (until == INT64_MAX) {
+                pthread_cond_wait(&self.cond, &P.mu);
+                continue;
+            }
+            eg__ts_from_ns(&ts, until);
             rc = pthread_cond_timedwait(&self.cond, &P.mu, &ts);
         }
         if (self.signaled) {
@@ -500,22 +595,83 @@ void eg__pool_watch_end(void)
     }
 }
 
+/* ---- stall report --------------------------------------------------------- */
+
+/* At the maximum, queued tasks wait for a running one to return; when that
+ * never happens (the running ones wait for the queued ones) the program
+ * hangs. The library cannot tell a long wait from a deadlock, so it says
+ * once per stall what it sees: tasks queued STALL_NS or longer while every
+ * thread is busy at the maximum. The check runs on the timer thread (no
+ * pool thread is free then): armed when a task queues at the maximum,
+ * re-armed while tasks stay queued, and a stall ends when the queue's
+ * oldest task is younger than STALL_NS. */
+static void stall_fire(eg__timer *t);
+
+static void arm_stall_locked(int64_t when)
+{
+    P.stall_timer.fire = stall_fire;
+    P.stall_timer.when = when;
+    P.stall_armed = eg__timer_add(&P.stall_timer) == 0;
+}
+
+static void watch_stall_locked(void)
+{
+    if (!P.stall_armed && P.cfg.stall_warning > 0 && P.threads >= P.cfg.max_threads &&
+        avail() == 0)
+        arm_stall_locked(eg__add_sat(oldest_queued_locked(), STALL_NS));
+}
+
+static void stall_fire(eg__timer *t)
+{
+    (void)t;
+    pthread_mutex_lock(&P.mu);
+    P.stall_armed = false;
+    int64_t oldest = oldest_queued_locked(), now = eg_now();
+    if (oldest == INT64_MAX || P.cfg.stall_warning < 0) {
+        P.stall_reported = false;
+    } else if (now - oldest < STALL_NS || P.running < P.threads ||
+               P.threads < P.cfg.max_threads) {
+        P.stall_reported = false;
+        arm_stall_locked(eg__add_sat(now - oldest < STALL_NS ? oldest : now, STALL_NS));
+    } else {
+        if (!P.stall_reported) {
+            P.stall_reported = true;
+            fprintf(stderr,
+                    "errgroup: %d task(s) queued for %lld ms with all %d pool threads busy "
+                    "(the maximum); raise it with EG_MAX_THREADS or eg_pool_configure() "
+                    "(EG_STALL_WARN=0 silences this)\n",
+                    P.queued, (long long)((now - oldest) / EG_NSEC_PER_MSEC),
+                    P.cfg.max_threads);
+        }
+        arm_stall_locked(eg__add_sat(now, STALL_NS));
+    }
+    pthread_mutex_unlock(&P.mu);
+}
+
 /* ---- submission ------------------------------------------------------- */
 
+/* Decides, before t is visible to any other thread, that a thread will look
+ * at it: a spinner or a signalled sleeper exists, a watcher settles a
+ * deferred pass, a sleeper was woken, a thread started, or the pool is at
+ * its maximum (a running worker comes back to it). Only then is t queued,
+ * still under P.mu. A failed thread start leaves t unpublished and the
+ * caller gets -EAGAIN with t (and its argument) untouched: once queued, t
+ * belongs to the worker that pops it and this function never reads it
+ * again. add_avail_locked drops P.mu around pthread_create, which is why the
+ * decision comes first. */
 int eg__pool_submit(eg__queue *q, eg__task *t)
 {
     pool_init();
+    int64_t now = eg_now();
     pthread_mutex_lock(&P.mu);
-    queue_push(q ? q : &P.shared, t);
     int rc = 0;
-    if (avail() == 0 && P.threads > 0 && defer_pass_locked())
-        ; /* a watcher (maybe the caller) settles it */
-    else if (avail() == 0 && add_avail_locked() < 0 && t->queue && avail() == 0) {
-        /* No worker will look at the queue and none could start: take the
-         * task back rather than strand it behind tasks that may never
-         * return. */
-        queue_unlink(t);
-        rc = -EAGAIN;
+    if (avail() == 0 && !(P.threads > 0 && defer_pass_locked()) &&
+        add_avail_locked() < 0 && avail() == 0)
+        rc = -EAGAIN; /* no worker will look at the queue and none could start */
+    if (rc == 0) {
+        t->queued_at = now;
+        queue_push(q ? q : &P.shared, t);
+        watch_stall_locked();
     }
     pthread_mutex_unlock(&P.mu);
     return rc;
@@ -526,10 +682,13 @@ int eg__pool_submit(eg__queue *q, eg__task *t)
 void eg__pool_post(eg__task *t)
 {
     pool_init();
+    int64_t now = eg_now();
     pthread_mutex_lock(&P.mu);
+    t->queued_at = now;
     queue_push(&P.shared, t);
     if (avail() == 0 && add_avail_locked() < 0)
         arm_retry_locked();
+    watch_stall_locked();
     pthread_mutex_unlock(&P.mu);
 }
 
@@ -545,9 +704,24 @@ eg__task *eg__pool_take(eg__queue *q)
 
 /* ---- fork ------------------------------------------------------------- */
 
-/* Threads do not survive fork: the child starts with an empty pool. */
-static void pool_atfork_child(void)
+/* fork.c takes P.mu before the timer lock (the pool arms timers under P.mu)
+ * around fork(), so the child inherits consistent queues. */
+void eg__pool_atfork_prepare(void) { pthread_mutex_lock(&P.mu); }
+
+void eg__pool_atfork_parent(void) { pthread_mutex_unlock(&P.mu); }
+
+/* Threads do not survive fork, and nothing of the parent runs in the child:
+ * every queue is emptied (the tasks are dropped, not run, not freed), the
+ * counters restart at zero and the timers are forgotten (timer.c clears its
+ * heap). */
+void eg__pool_atfork_child(void)
 {
+    for (eg__queue *q = P.ready_head, *next; q; q = next) {
+        next = q->rnext;
+        q->head = q->tail = NULL;
+        q->rnext = q->rprev = NULL;
+        q->ready = 0;
+    }
     P.mu = (pthread_mutex_t)EG_POOL_MUTEX_INITIALIZER;
     memset(&P.shared, 0, sizeof P.shared);
     P.ready_head = P.ready_tail = NULL;
@@ -557,6 +731,8 @@ static void pool_atfork_child(void)
     P.sleepers = NULL;
     P.retry_armed = false;
     P.retry_timer.index = SIZE_MAX;
+    P.stall_armed = P.stall_reported = false;
+    P.stall_timer.index = SIZE_MAX;
     atomic_store(&P.watchers, 0);
     atomic_store(&P.pass_pending, 0);
 }

@@ -38,11 +38,19 @@ static void init_conds(void)
     pthread_condattr_destroy(&attr);
 }
 
-/* The thread is gone in the child; the parent's armed timers stay in the
- * heap and fire once the child arms one and so starts a new thread. */
-static void timer_atfork_child(void)
+void eg__timer_atfork_prepare(void) { pthread_mutex_lock(&T.mu); }
+
+void eg__timer_atfork_parent(void) { pthread_mutex_unlock(&T.mu); }
+
+/* The thread is gone in the child, and the parent's timers do not fire
+ * there: the heap is emptied (each timer reads as not armed, so deleting it
+ * later is a no-op) and the next eg__timer_add starts a new thread. */
+void eg__timer_atfork_child(void)
 {
-    pthread_mutex_init(&T.mu, NULL);
+    for (size_t i = 0; i < T.len; i++)
+        T.heap[i]->index = NOT_ARMED;
+    T.len = 0;
+    T.mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
     init_conds();
     T.firing = NULL;
     T.started = false;
@@ -51,7 +59,7 @@ static void timer_atfork_child(void)
 static void timer_init_once(void)
 {
     init_conds();
-    pthread_atfork(NULL, NULL, timer_atfork_child);
+    eg__fork_init();
 }
 
 static void heap_swap(size_t a, size_t b)
@@ -102,9 +110,14 @@ static void heap_remove(eg__timer *t)
     t->index = NOT_ARMED;
 }
 
+/* True on the timer thread: a fire callback may free other contexts whose
+ * destructor waits for their timer (eg__timer_wait). */
+static _Thread_local bool on_timer_thread;
+
 static void *timer_main(void *arg)
 {
     (void)arg;
+    on_timer_thread = true;
     pthread_mutex_lock(&T.mu);
     for (;;) {
         if (T.len == 0) {
@@ -196,6 +209,11 @@ bool eg__timer_del(eg__timer *t)
 
 void eg__timer_wait(eg__timer *t)
 {
+    /* From a fire callback, t is the timer firing on this very thread (no
+     * other one fires meanwhile): its callback frees it and does not touch
+     * it after that, so there is nothing to wait for. */
+    if (on_timer_thread)
+        return;
     pthread_mutex_lock(&T.mu);
     while (T.firing == t)
         pthread_cond_wait(&T.idle_cond, &T.mu);

@@ -532,6 +532,105 @@ static void fault_fd_blocking_points_fail(void **state)
     assert_library_works();
 }
 
+/* ---- point 1: a task visible to other threads is never touched again ---- */
+
+enum { UAF_SUBMITTERS = 4, UAF_TASKS = 16 };
+
+typedef struct uaf_job {
+    pthread_t tid;
+    atomic_bool *stop;
+    int bad;       /* a result that breaks "exactly once" */
+    long accepted; /* eg_go/eg_wg_go that returned 0 */
+    long refused;  /* ... that returned -EAGAIN */
+} uaf_job;
+
+static int uaf_task(eg_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    atomic_fetch_add((atomic_int *)arg, 1);
+    return 0;
+}
+
+static void uaf_wg_task(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+
+static void *uaf_submitter(void *arg)
+{
+    uaf_job *j = arg;
+    while (!atomic_load(j->stop)) {
+        atomic_int slot[UAF_TASKS], wslot[UAF_TASKS];
+        int rc[UAF_TASKS], wrc[UAF_TASKS];
+        eg_group *g = eg_group_new(NULL);
+        eg_wg wgv, *wg = &wgv;
+        if (!g || eg_wg_init(wg) != 0) {
+            j->bad++;
+            break;
+        }
+        for (int i = 0; i < UAF_TASKS; i++) {
+            atomic_init(&slot[i], 0);
+            atomic_init(&wslot[i], 0);
+            rc[i] = eg_go(g, uaf_task, &slot[i]);
+            wrc[i] = eg_wg_go(wg, uaf_wg_task, &wslot[i]);
+        }
+        if (eg_wait(g) != 0)
+            j->bad++;
+        eg_wg_wait(wg);
+        for (int i = 0; i < UAF_TASKS; i++) {
+            int s = atomic_load(&slot[i]), w = atomic_load(&wslot[i]);
+            /* 0: ran exactly once; -EAGAIN: never ran (arg still ours). */
+            if (!((rc[i] == 0 && s == 1) || (rc[i] == -EAGAIN && s == 0)))
+                j->bad++;
+            if (!((wrc[i] == 0 && w == 1) || (wrc[i] == -EAGAIN && w == 0)))
+                j->bad++;
+            j->accepted += (rc[i] == 0) + (wrc[i] == 0);
+            j->refused += (rc[i] != 0) + (wrc[i] != 0);
+        }
+        eg_group_free(g);
+        eg_wg_destroy(wg);
+    }
+    return NULL;
+}
+
+static void regress_pool_submit_uaf(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    eg_pool_config cfg;
+    eg_pool_get_config(&cfg);
+    /* Idle threads exit at once, so submissions keep starting threads. */
+    eg_pool_config quick = {.idle_timeout_ns = 1};
+    assert_int_equal(eg_pool_configure(&quick), 0);
+    atomic_bool stop = false;
+    uaf_job jobs[UAF_SUBMITTERS];
+    memset(jobs, 0, sizeof jobs);
+    for (int i = 0; i < UAF_SUBMITTERS; i++) {
+        jobs[i].stop = &stop;
+        assert_int_equal(pthread_create(&jobs[i].tid, NULL, uaf_submitter, &jobs[i]), 0);
+    }
+    /* Thread starts fail at random while the submitters run. */
+    unsigned x = 2463534242u;
+    int64_t until = eg_now() + 3 * EG_NSEC_PER_SEC;
+    while (eg_now() < until) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        eg_fault_set(EG_FAULT_THREAD, 1 + (long)(x % 3));
+        nap_us(20 + x % 200);
+    }
+    eg_fault_set(EG_FAULT_THREAD, 0);
+    atomic_store(&stop, true);
+    long accepted = 0, refused = 0;
+    for (int i = 0; i < UAF_SUBMITTERS; i++) {
+        pthread_join(jobs[i].tid, NULL);
+        assert_int_equal(jobs[i].bad, 0);
+        accepted += jobs[i].accepted;
+        refused += jobs[i].refused;
+    }
+    print_message("pool_submit_uaf: %ld accepted, %ld refused\n", accepted, refused);
+    assert_true(accepted > 0);
+    cfg.idle_timeout_ns = cfg.idle_timeout_ns ? cfg.idle_timeout_ns : EG_IDLE_FOREVER;
+    assert_int_equal(eg_pool_configure(&cfg), 0);
+    assert_int_equal(eg_live_objects(), base);
+    assert_library_works();
+}
+
 int main(void)
 {
     if (!eg_fault_set || !eg_fault_calls) {
@@ -548,6 +647,7 @@ int main(void)
         EG_TEST(fault_thread_posted_work_runs_later),
         EG_TEST(fault_thread_failed_handoff_does_not_strand),
         EG_TEST(fault_thread_each_call),
+        EG_TEST(regress_pool_submit_uaf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,13 +6,40 @@
  * starts, up to max_threads; at that maximum tasks queue (FIFO across
  * groups) until a thread frees. Threads idle for idle_timeout_ns exit.
  *
- * Defaults: max_threads 4096, stack_size 256 KiB, idle_timeout 10 s. The
- * environment variables EG_MAX_THREADS, EG_STACK_SIZE (bytes, or with a K or
- * M suffix) and EG_IDLE_TIMEOUT_MS override the defaults when the pool first
- * starts; eg_pool_configure overrides both.
+ * Defaults: stack_size 256 KiB (virtual: a blocked thread keeps only the
+ * pages it touched resident), idle_timeout 10 s, stall warning on, and
+ * max_threads what the machine allows for blocked threads, read once when
+ * the pool starts: the smallest of RLIMIT_NPROC, half of
+ * /proc/sys/kernel/threads-max, a quarter of /proc/sys/vm/max_map_count (a
+ * thread stack is two mappings) and a quarter of physical memory at 64 KiB
+ * per thread; at least 64, at most 2^20; 4096 where none of these can be
+ * read, and on 32-bit systems. (A machine with 24 GiB and vm.max_map_count
+ * 65530 gets 16382.) The environment variables EG_MAX_THREADS,
+ * EG_STACK_SIZE (bytes, or with a K or M suffix), EG_IDLE_TIMEOUT_MS and
+ * EG_STALL_WARN (0 turns the warning off) override the defaults when the
+ * pool first starts; a value that does not parse or is out of range is
+ * rejected with one line on stderr and the default kept. eg_pool_configure
+ * overrides both.
  *
- * fork(): in the child the pool starts empty (threads do not survive fork);
- * tasks queued in the parent are not run in the child.
+ * Stall warning: at the maximum, tasks queue until a running one returns;
+ * if the running ones wait for the queued ones, the program hangs. When
+ * tasks have been queued for more than a second with every pool thread busy
+ * at the maximum, the library writes one line to stderr naming the maximum
+ * and how to raise it, once per stall (a stall ends when the queue's oldest
+ * task waited less than a second). eg_pool_get_stats reports the longest
+ * current queue wait either way.
+ *
+ * fork(): nothing of the parent runs in the child but the thread that
+ * called fork(), as in Go. The child starts with no pool thread, no queued
+ * task (tasks queued in the parent are dropped, neither run nor freed, so a
+ * group with tasks queued or running at the fork must not be waited on in
+ * the child), no armed timer and no eg_after_func callback of the parent
+ * (it never runs in the child, whatever happens to its context), and every
+ * internal lock reset. Contexts inherited from the parent may be used
+ * (cancelled, waited on, derived from) when no other thread was using them
+ * at the fork, but their deadlines do not fire in the child: derive a new
+ * context with eg_with_deadline to get one. New groups, contexts and
+ * deadlines work as in any process.
  */
 #ifndef EG_POOL_H
 #define EG_POOL_H
@@ -23,15 +50,23 @@
 extern "C" {
 #endif
 
+/* idle_timeout_ns value: idle threads never exit. */
+#define EG_IDLE_FOREVER INT64_C(-1)
+
+/* In eg_pool_configure every field set to 0 keeps its current value. */
 typedef struct eg_pool_config {
-    int max_threads;         /* >= 1 */
-    size_t stack_size;       /* >= 64 KiB; 0 keeps the current value */
-    int64_t idle_timeout_ns; /* >= 0; 0 means threads exit as soon as idle */
+    int max_threads;         /* 1 .. 2^20 */
+    size_t stack_size;       /* >= 64 KiB */
+    int64_t idle_timeout_ns; /* > 0 (1: exit as soon as idle), or EG_IDLE_FOREVER;
+                                huge values saturate (never) */
+    int stall_warning;       /* 1: on, -1: off (see the stall warning above) */
 } eg_pool_config;
 
-/* Applies cfg (fields as documented above; max_threads 0 keeps the current
- * value). Running threads keep their stacks; the new values apply to threads
- * started later. Returns 0 or -EINVAL (nothing changed). Thread-safe. */
+/* Applies cfg: each non-zero field replaces the current value, each zero
+ * field keeps it. Running threads keep their stacks; the new values apply to
+ * threads started later (a new idle timeout applies at once). Returns 0, or
+ * -EINVAL for a NULL cfg or a field out of range (nothing changed).
+ * Thread-safe. */
 EG_EXPORT int eg_pool_configure(const eg_pool_config *cfg);
 /* The configuration in force (defaults and environment applied). */
 EG_EXPORT void eg_pool_get_config(eg_pool_config *cfg);
@@ -41,6 +76,7 @@ typedef struct eg_pool_stats {
     int idle;         /* of which not running a task */
     int queued;       /* tasks waiting for a thread */
     uint64_t started; /* threads started since process start */
+    int64_t longest_wait_ns; /* how long the oldest queued task has waited (0: none) */
 } eg_pool_stats;
 
 /* A snapshot of the pool's counters (racy by nature; for monitoring). */
