@@ -1,6 +1,7 @@
 /*
  * common.c - version, clock, error text and the live-object counter.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -32,6 +33,8 @@ const char *eg_strerror(int err)
         return "Success";
     if (err > 0)
         return "Unknown error (positive code)";
+    if (err == INT_MIN)
+        return "Unknown error"; /* -INT_MIN does not exist */
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
     /* strerrordesc_np returns static, locale-independent text: thread-safe. */
     const char *s = strerrordesc_np(-err);

@@ -33,6 +33,7 @@ static void child(void)
     eg__timer_atfork_child();
     eg__pool_atfork_child();
     eg__ctx_atfork_child();
+    eg__io_atfork_child();
 }
 
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;

@@ -329,7 +329,7 @@ size_t eg_group_trace(eg_group *g, eg_trace_entry *out, size_t cap)
         return 0;
     pthread_mutex_lock(&g->mu);
     size_t n = g->ntrace;
-    if (out && cap)
+    if (out && cap && n)
         memcpy(out, g->trace, (n < cap ? n : cap) * sizeof *out);
     pthread_mutex_unlock(&g->mu);
     return n;

@@ -143,6 +143,7 @@ EG_HIDDEN void eg__timer_atfork_prepare(void);
 EG_HIDDEN void eg__timer_atfork_parent(void);
 EG_HIDDEN void eg__timer_atfork_child(void);
 EG_HIDDEN void eg__ctx_atfork_child(void);
+EG_HIDDEN void eg__io_atfork_child(void);
 
 /* ---- common.c ---------------------------------------------------------- */
 /* Counts live objects for eg_live_objects(); delta +1 on create, -1 on free. */

@@ -7,15 +7,23 @@
  * deadline, so no poll timeout is computed here). A context that can never be
  * done has no fd; then the caller's fd is polled alone.
  *
- * The fd's O_NONBLOCK flag decides the order of operations:
+ * The fd's O_NONBLOCK flag and type decide the order of operations:
  *   - non-blocking: try the operation, wait only on EAGAIN;
- *   - blocking: wait for readiness first, then do one operation, which must
- *     not block. A zero-timeout poll comes first, so data that is already
- *     there needs no context fd. Reads after POLLIN do not block on sockets
- *     and pipes, unless another thread reads the data first. Writes after POLLOUT are capped at PIPE_BUF bytes: a pipe
- *     reporting POLLOUT takes that much without blocking, and a larger write
- *     to a blocking pipe or socket could sleep until the peer reads, out of
- *     the context's reach. (Use O_NONBLOCK fds for large uncapped writes.)
+ *   - a blocking socket: the same, with MSG_DONTWAIT on recv/send, which
+ *     makes this one call non-blocking without touching the fd's flags: a
+ *     thread that loses the data to another one polls again, listening to
+ *     its context;
+ *   - other blocking fds (pipes, FIFOs, ttys) and accept on a blocking
+ *     listener, where no per-call non-blocking flag exists: wait for
+ *     readiness, then, under a per-fd gate (a trylock on a lock chosen by the
+ *     fd's number), check readiness again with a zero-timeout poll and do one
+ *     operation, which then finds what the poll saw: library callers on the
+ *     same fd never take each other's data, and one that finds the gate busy
+ *     waits a moment listening to its context. Writes there are capped at
+ *     PIPE_BUF bytes: a pipe reporting POLLOUT takes that much without
+ *     blocking. What the gate cannot stop is another thread reading the same
+ *     fd outside the library between the check and the operation: that
+ *     operation then blocks (documented in eg/io.h);
  *   - regular files and block devices never block: the operation is done
  *     directly after the initial context check.
  *
@@ -25,6 +33,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -90,14 +100,40 @@ int eg_poll(eg_ctx *ctx, int fd, short events)
     int err = eg_ctx_err(ctx);
     if (err)
         return err;
+    if (fd < 0)
+        return -EBADF; /* poll(2) would ignore it and wait for ctx alone */
     int saved = errno;
     int rc = poll_ctx(ctx, fd, events);
     errno = saved;
     return rc;
 }
 
+/* ---- the per-fd gate of blocking non-socket fds (see the top) ----------- */
+
+#define GATES 64
+static pthread_mutex_t gates[GATES] = {[0 ... GATES - 1] = PTHREAD_MUTEX_INITIALIZER};
+
+/* A gate held at fork() belongs to a thread that does not exist in the child. */
+void eg__io_atfork_child(void)
+{
+    for (int i = 0; i < GATES; i++)
+        gates[i] = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+}
+
+/* Takes fd's gate, or returns false after a pause (another library caller
+ * is doing its non-blocking operation on an fd with this gate). */
+static bool gate_try(eg_ctx *ctx, int fd, int *err)
+{
+    if (pthread_mutex_trylock(&gates[(unsigned)fd % GATES]) == 0)
+        return true;
+    *err = eg_sleep(ctx, 20 * EG_NSEC_PER_USEC);
+    return false;
+}
+
+static void gate_release(int fd) { pthread_mutex_unlock(&gates[(unsigned)fd % GATES]); }
+
 /* How an fd is driven; see the top of the file. */
-enum io_mode { IO_NONBLOCK, IO_BLOCKING, IO_FILE };
+enum io_mode { IO_NONBLOCK, IO_SOCKET, IO_BLOCKING, IO_FILE };
 
 static int io_mode(int fd)
 {
@@ -111,6 +147,8 @@ static int io_mode(int fd)
         return -errno;
     if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode))
         return IO_FILE;
+    if (S_ISSOCK(st.st_mode))
+        return IO_SOCKET;
     return IO_BLOCKING;
 }
 
@@ -130,16 +168,40 @@ static ssize_t transfer(eg_ctx *ctx, int fd, bool reading, void *rbuf,
     if (mode < 0)
         return mode;
     short events = reading ? POLLIN : POLLOUT;
-    if (mode == IO_BLOCKING && !reading && len > PIPE_BUF)
+    bool gated = mode == IO_BLOCKING;
+    if (gated && !reading && len > PIPE_BUF)
         len = PIPE_BUF;
-    bool ready = mode != IO_BLOCKING || ready_now(fd, events);
+    bool ready = !gated || ready_now(fd, events);
     for (;;) {
         if (!ready) {
             int rc = await_fd(ctx, fd, events);
             if (rc < 0)
                 return rc;
         }
-        ssize_t n = reading ? read(fd, rbuf, len) : write(fd, wbuf, len);
+        ssize_t n;
+        if (mode == IO_SOCKET) {
+            n = reading ? recv(fd, rbuf, len, MSG_DONTWAIT) : send(fd, wbuf, len, MSG_DONTWAIT);
+        } else if (gated) {
+            int err = 0;
+            if (!gate_try(ctx, fd, &err)) {
+                if (err)
+                    return err;
+                ready = false;
+                continue;
+            }
+            /* Under the gate no other library caller takes what poll sees. */
+            if (ready_now(fd, events)) {
+                n = reading ? read(fd, rbuf, len) : write(fd, wbuf, len);
+            } else {
+                n = -1;
+                errno = EAGAIN;
+            }
+            int e = errno;
+            gate_release(fd);
+            errno = e;
+        } else {
+            n = reading ? read(fd, rbuf, len) : write(fd, wbuf, len);
+        }
         if (n >= 0)
             return n;
         int e = errno;
@@ -149,7 +211,7 @@ static ssize_t transfer(eg_ctx *ctx, int fd, bool reading, void *rbuf,
         int err = eg_ctx_err(ctx);
         if (err)
             return err;
-        ready = e == EINTR && mode != IO_BLOCKING;
+        ready = e == EINTR;
     }
 }
 
@@ -161,6 +223,8 @@ static ssize_t io_call(eg_ctx *ctx, int fd, bool reading, void *rbuf,
     int err = eg_ctx_err(ctx);
     if (err)
         return err;
+    if (fd < 0)
+        return -EBADF;
     int saved = errno;
     ssize_t n = transfer(ctx, fd, reading, rbuf, wbuf, len);
     errno = saved;
@@ -249,6 +313,8 @@ int eg_connect(eg_ctx *ctx, int fd, const struct sockaddr *addr, socklen_t len)
     int err = eg_ctx_err(ctx);
     if (err)
         return err;
+    if (fd < 0)
+        return -EBADF;
     int saved = errno;
     int fl = fcntl(fd, F_GETFL);
     int rc;
@@ -265,7 +331,8 @@ int eg_connect(eg_ctx *ctx, int fd, const struct sockaddr *addr, socklen_t len)
     return rc;
 }
 
-/* accept4 under the rules at the top. errno is clobbered. */
+/* accept4 under the rules at the top: a blocking listener is gated, as
+ * accept4 has no per-call non-blocking flag. errno is clobbered. */
 static int accept_loop(eg_ctx *ctx, int fd, struct sockaddr *addr,
                        socklen_t *len)
 {
@@ -283,7 +350,27 @@ static int accept_loop(eg_ctx *ctx, int fd, struct sockaddr *addr,
         }
         if (len)
             *len = len0;
-        int nfd = accept4(fd, addr, len, SOCK_CLOEXEC);
+        int nfd;
+        if (nonblock) {
+            nfd = accept4(fd, addr, len, SOCK_CLOEXEC);
+        } else {
+            int err = 0;
+            if (!gate_try(ctx, fd, &err)) {
+                if (err)
+                    return err;
+                ready = false;
+                continue;
+            }
+            if (ready_now(fd, POLLIN)) {
+                nfd = accept4(fd, addr, len, SOCK_CLOEXEC);
+            } else {
+                nfd = -1;
+                errno = EAGAIN;
+            }
+            int e = errno;
+            gate_release(fd);
+            errno = e;
+        }
         if (nfd >= 0)
             return nfd;
         int e = errno;
@@ -305,6 +392,8 @@ int eg_accept(eg_ctx *ctx, int fd, struct sockaddr *addr, socklen_t *len)
     int err = eg_ctx_err(ctx);
     if (err)
         return err;
+    if (fd < 0)
+        return -EBADF;
     int saved = errno;
     int rc = accept_loop(ctx, fd, addr, len);
     errno = saved;

@@ -143,18 +143,20 @@ bool eg_sem_try_acquire(eg_sem *s, int64_t n)
     return ok;
 }
 
-void eg_sem_release(eg_sem *s, int64_t n)
+int eg_sem_release(eg_sem *s, int64_t n)
 {
-    if (!s)
-        return;
+    if (!s || n < 0)
+        return -EINVAL;
     pthread_mutex_lock(&s->mu);
-    /* Releasing weight that is not held is the caller's bug (Go panics).
-     * Debug builds stop here; release builds clamp and carry on. */
-    assert(n >= 0 && n <= s->cur && "eg_sem_release: released more than held");
-    if (n > 0)
-        s->cur = n > s->cur ? 0 : s->cur - n;
-    notify_waiters(s);
+    /* Releasing weight that is not held is the caller's bug (Go panics):
+     * an error, and nothing changes. */
+    int rc = n > s->cur ? -EINVAL : 0;
+    if (rc == 0) {
+        s->cur -= n;
+        notify_waiters(s);
+    }
     pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 void eg_sem_free(eg_sem *s)

@@ -5,7 +5,19 @@
  * error (-ECANCELED, or -ETIMEDOUT for a passed deadline), as soon as the
  * context is done. A call made on a context that is already done returns its
  * error at once, without doing the operation. Failures are -errno; errno is
- * left as it was.
+ * left as it was. A negative fd gives -EBADF from every call.
+ *
+ * Several threads on one blocking fd: each call still returns its context's
+ * error once the context is done. On a blocking socket eg_read/eg_write use
+ * recv/send with MSG_DONTWAIT, so no call can block out of the context's
+ * reach. On other blocking fds (pipes, FIFOs, ttys) and for eg_accept on a
+ * blocking listener, where no per-call non-blocking flag exists, the library
+ * serialises its own callers on the fd (the fd's flags are never changed):
+ * one that loses the data to another polls again. The limit: a thread that
+ * reads, writes or accepts on the same blocking non-socket fd or listener
+ * OUTSIDE the library can take the data between the library's readiness
+ * check and its operation; that one call then blocks until more data (or a
+ * connection) comes. Make such fds O_NONBLOCK if other code shares them.
  */
 #ifndef EG_IO_H
 #define EG_IO_H
@@ -40,7 +52,8 @@ EG_EXPORT int eg_cond_timedwait(eg_ctx *ctx, pthread_cond_t *cond,
                                 pthread_mutex_t *mu, int64_t deadline_ns);
 
 /* Waits until fd has one of events (POLLIN, POLLOUT, ...): returns revents
- * (> 0; POLLERR/POLLHUP/POLLNVAL included), the context's error, or -errno. */
+ * (> 0; POLLERR/POLLHUP/POLLNVAL included), the context's error, -EBADF for
+ * a negative fd, or -errno. */
 EG_EXPORT int eg_poll(eg_ctx *ctx, int fd, short events);
 
 /* read(2)/write(2) for sockets and pipes, blocking or non-blocking fds
@@ -48,9 +61,10 @@ EG_EXPORT int eg_poll(eg_ctx *ctx, int fd, short events);
  * Returns bytes transferred (0 at end of file for eg_read), the context's
  * error, or -errno. A cancelled call transferred nothing and leaves the fd
  * usable. Regular files never block and ignore the context after the first
- * check. On a blocking pipe or socket, eg_write writes at most PIPE_BUF
+ * check. On a blocking pipe, FIFO or tty, eg_write writes at most PIPE_BUF
  * bytes per call (a larger write could block where the context cannot
- * interrupt it), so it may return a short count; eg_write_all loops. */
+ * interrupt it), so it may return a short count; eg_write_all loops. On a
+ * blocking socket it writes what fits without blocking (MSG_DONTWAIT). */
 EG_EXPORT ssize_t eg_read(eg_ctx *ctx, int fd, void *buf, size_t len);
 EG_EXPORT ssize_t eg_write(eg_ctx *ctx, int fd, const void *buf, size_t len);
 /* eg_write until all len bytes are written: returns len, or an error

@@ -29,9 +29,9 @@ EG_EXPORT int eg_sem_acquire(eg_ctx *ctx, eg_sem *s, int64_t n);
  * queued ahead or the weight is not available. */
 EG_EXPORT bool eg_sem_try_acquire(eg_sem *s, int64_t n);
 /* Releases weight n and wakes the waiters it satisfies (n == 0 only wakes).
- * Releasing more than is held is a bug: assert() fails in debug builds; with
- * NDEBUG the held weight is clamped to zero. */
-EG_EXPORT void eg_sem_release(eg_sem *s, int64_t n);
+ * Returns 0, or -EINVAL with nothing changed when s is NULL, n < 0 or n is
+ * more than is held (misuse is an error, not a crash). Thread-safe. */
+EG_EXPORT int eg_sem_release(eg_sem *s, int64_t n);
 /* Frees the semaphore. No call may be blocked on it. NULL-safe.
  * Undefined behaviour that is not detected: freeing a semaphore a call is
  * still blocked on, or using it after this call. */
