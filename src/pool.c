@@ -107,6 +107,7 @@ static struct {
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static int64_t oldest_queued_locked(void);
+static void watch_stall_locked(void);
 static pthread_condattr_t mono_attr;
 
 /* ---- configuration ------------------------------------------------------ */
@@ -451,6 +452,8 @@ static void *worker_main(void *arg)
         if (t) {
             P.spinning--;
             P.running++;
+            if (P.queued > 0)
+                watch_stall_locked();
             /* Pass the duty to look for work on if we leave work behind,
              * unless a watcher spins nearby: then defer it, as this task
              * most likely returns before a woken thread would run. */

@@ -20,3 +20,15 @@ set_tests_properties(stress PROPERTIES TIMEOUT ${EG_STRESS_TIMEOUT})
 if(TARGET test_fault AND NOT EG_FAULT_INJECTION)
   set_tests_properties(test_fault PROPERTIES DISABLED TRUE)
 endif()
+
+# regress_dlclose_then_idle runs dlclose_child, which dlopens the library.
+add_executable(dlclose_child ${CMAKE_CURRENT_SOURCE_DIR}/dlclose_child.c)
+target_compile_definitions(dlclose_child PRIVATE _GNU_SOURCE)
+target_link_libraries(dlclose_child PRIVATE ${CMAKE_DL_LIBS})
+add_dependencies(dlclose_child errgroup)
+if(TARGET test_regress)
+  target_compile_definitions(test_regress PRIVATE
+    EG_DLCLOSE_CHILD="$<TARGET_FILE:dlclose_child>"
+    EG_LIB_FILE="$<TARGET_FILE:errgroup>")
+  add_dependencies(test_regress dlclose_child)
+endif()

@@ -15,6 +15,12 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -556,6 +562,397 @@ static void regress_close_wakes_blocked_sender(void **state)
     }
 }
 
+/* ---- issue 8: reliability defects, one named test per point ------------- */
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define REGRESS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define REGRESS_TSAN 1
+#endif
+#endif
+
+/* Point 3: several library callers on one blocking fd; cancel reaches all. */
+typedef struct fd_user {
+    int fd;
+    int kind; /* 0 read, 1 accept */
+    atomic_int *entered;
+} fd_user;
+
+static int fd_user_task(eg_ctx *ctx, void *arg)
+{
+    fd_user *u = arg;
+    atomic_fetch_add(u->entered, 1);
+    for (;;) {
+        char b;
+        int rc = u->kind ? eg_accept(ctx, u->fd, NULL, NULL)
+                         : (int)eg_read(ctx, u->fd, &b, 1);
+        if (rc < 0)
+            return rc == -ECANCELED ? 0 : rc;
+        if (u->kind)
+            close(rc);
+    }
+}
+
+/* n tasks on fd; wake them all with one unit of readiness (one byte or one
+ * connection), then cancel: every task must return -ECANCELED. */
+static void shared_fd_round(int fd, int kind, int n, void (*poke)(void *), void *poke_arg)
+{
+    eg_group *g = eg_group_new(NULL);
+    atomic_int entered = 0;
+    fd_user u = {.fd = fd, .kind = kind, .entered = &entered};
+    for (int i = 0; i < n; i++)
+        assert_int_equal(eg_go(g, fd_user_task, &u), 0);
+    while (atomic_load(&entered) < n)
+        nap_us(100);
+    nap_us(2000);
+    poke(poke_arg);
+    nap_us(2000 + jitter(3000));
+    eg_cancel(eg_group_ctx(g), 0);
+    assert_int_equal(eg_wait(g), 0);
+    eg_group_free(g);
+}
+
+static void poke_write(void *arg)
+{
+    assert_int_equal(write(*(int *)arg, "x", 1), 1);
+}
+
+static void poke_connect(void *arg)
+{
+    struct sockaddr_in *sa = arg;
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(c >= 0);
+    assert_int_equal(connect(c, (struct sockaddr *)sa, sizeof *sa), 0);
+    close(c);
+}
+
+static void regress_shared_blocking_fd_cancel(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 10; round++) {
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        shared_fd_round(p[0], 0, 4, poke_write, &p[1]);
+        close(p[0]);
+        close(p[1]);
+        int sp[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+        shared_fd_round(sp[0], 0, 4, poke_write, &sp[1]);
+        close(sp[0]);
+        close(sp[1]);
+
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t sl = sizeof sa;
+        assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+        assert_int_equal(listen(l, 16), 0);
+        assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &sl), 0);
+        shared_fd_round(l, 1, 8, poke_connect, &sa);
+        close(l);
+    }
+}
+
+/* Point 5: cancelling a chain a million deep uses bounded stack. */
+static int chain_depth(void) { return RUNNING_ON_VALGRIND ? 20000 : 1000000; }
+
+static eg_ctx *make_chain(eg_ctx *root, int depth)
+{
+    eg_ctx *c = eg_ctx_retain(root);
+    for (int i = 0; i < depth; i++) {
+        eg_ctx *n = eg_with_cancel(c);
+        assert_non_null(n);
+        eg_ctx_release(c);
+        c = n;
+    }
+    return c; /* the leaf; it holds the chain */
+}
+
+static int cancel_root_task(eg_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    eg_cancel(arg, -EPIPE);
+    return 0;
+}
+
+static void regress_cancel_deep_chain(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    /* From the timer thread: a deadline on the root. */
+    eg_ctx *root = eg_with_timeout(NULL, MS(50));
+    assert_non_null(root);
+    eg_ctx *leaf = make_chain(root, chain_depth());
+    assert_int_equal(eg_ctx_wait(leaf), -ETIMEDOUT);
+    assert_int_equal(eg_ctx_err(root), -ETIMEDOUT);
+    eg_ctx_release(root);
+    eg_ctx_release(leaf); /* frees the whole chain: iterative too */
+    assert_int_equal(eg_live_objects(), base);
+
+    /* From a pool task. */
+    root = eg_with_cancel(NULL);
+    leaf = make_chain(root, chain_depth());
+    eg_group *g = eg_group_new(NULL);
+    assert_int_equal(eg_go(g, cancel_root_task, root), 0);
+    assert_int_equal(eg_wait(g), 0);
+    eg_group_free(g);
+    assert_int_equal(eg_ctx_wait(leaf), -ECANCELED);
+    assert_int_equal(eg_ctx_cause(leaf), -EPIPE);
+    eg_ctx_release(leaf);
+    eg_ctx_release(root);
+    assert_int_equal(eg_live_objects(), base);
+}
+
+/* Point 6: the shared library survives dlclose while its threads idle. */
+static void regress_dlclose_then_idle(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("EG_IDLE_TIMEOUT_MS", "50", 1);
+        char *argv[] = {(char *)EG_DLCLOSE_CHILD, (char *)EG_LIB_FILE, NULL};
+        execv(EG_DLCLOSE_CHILD, argv);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Point 7: a delay of INT64_MAX means "never": only the first attempt runs. */
+static atomic_int hedge_started;
+
+static int hedge_attempt(eg_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    atomic_fetch_add(&hedge_started, 1);
+    nap_us(20000);
+    return 0;
+}
+
+static void regress_hedge_delay_max(void **state)
+{
+    (void)state;
+    atomic_store(&hedge_started, 0);
+    int winner = -2;
+    assert_int_equal(eg_hedge(NULL, hedge_attempt, NULL, 3, INT64_MAX, &winner), 0);
+    assert_int_equal(winner, 0);
+    assert_int_equal(atomic_load(&hedge_started), 1);
+    /* Other sums with INT64_MAX saturate too. */
+    eg_ctx *c = eg_with_timeout(NULL, INT64_MAX);
+    assert_non_null(c);
+    assert_int_equal(eg_ctx_err(c), 0);
+    eg_ctx_release(c);
+    assert_int_equal(eg_sleep(eg_background(), -1), 0);
+}
+
+/* Point 8: edge values. */
+static void regress_edge_values(void **state)
+{
+    (void)state;
+    assert_non_null(eg_strerror(INT_MIN));
+    assert_non_null(eg_strerror(INT_MIN + 1));
+    /* The trace before any task finished: nothing copied, no memcpy(NULL). */
+    eg_group *g = eg_group_new(NULL);
+    assert_int_equal(eg_group_set_trace(g, true), 0);
+    eg_trace_entry buf[4];
+    assert_int_equal(eg_group_trace(g, buf, 4), 0);
+    eg_group_free(g);
+
+    /* idle_timeout_ns INT64_MAX: idle threads stay, they do not exit at once. */
+    eg_pool_config before;
+    eg_pool_get_config(&before);
+    eg_pool_config forever = {.idle_timeout_ns = INT64_MAX};
+    assert_int_equal(eg_pool_configure(&forever), 0);
+    g = eg_group_new(NULL);
+    assert_int_equal(eg_go(g, cancel_root_task, eg_background()), 0);
+    assert_int_equal(eg_wait(g), 0);
+    eg_group_free(g);
+    nap_us(50000);
+    eg_pool_stats st;
+    eg_pool_get_stats(&st);
+    assert_true(st.threads >= 1);
+    assert_int_equal(eg_pool_configure(&before), 0);
+
+    /* Semaphore misuse is an error, not a crash. */
+    eg_sem *s = eg_sem_new(4);
+    assert_int_equal(eg_sem_acquire(eg_background(), s, 2), 0);
+    assert_int_equal(eg_sem_release(s, 3), -EINVAL);
+    assert_int_equal(eg_sem_release(s, -1), -EINVAL);
+    assert_int_equal(eg_sem_release(s, 2), 0);
+    assert_int_equal(eg_sem_release(s, 1), -EINVAL);
+    assert_true(eg_sem_try_acquire(s, 4));
+    assert_int_equal(eg_sem_release(s, 4), 0);
+    eg_sem_free(s);
+}
+
+/* Point 10: every zero field of eg_pool_configure keeps its value. */
+static void regress_configure_zero_keeps(void **state)
+{
+    (void)state;
+    eg_pool_config before, now;
+    eg_pool_get_config(&before);
+    eg_pool_config c = {.max_threads = before.max_threads + 1};
+    assert_int_equal(eg_pool_configure(&c), 0);
+    eg_pool_get_config(&now);
+    assert_int_equal(now.max_threads, before.max_threads + 1);
+    assert_true(now.idle_timeout_ns == before.idle_timeout_ns);
+    assert_int_equal(now.stack_size, before.stack_size);
+    assert_int_equal(now.stall_warning, before.stall_warning);
+    eg_pool_config f = {.idle_timeout_ns = EG_IDLE_FOREVER};
+    assert_int_equal(eg_pool_configure(&f), 0);
+    eg_pool_get_config(&now);
+    assert_true(now.idle_timeout_ns == EG_IDLE_FOREVER);
+    assert_int_equal(eg_pool_configure(&before), 0);
+    eg_pool_get_config(&now);
+    assert_int_equal(now.max_threads, before.max_threads);
+    assert_true(now.idle_timeout_ns == before.idle_timeout_ns);
+}
+
+/* Point 11: negative fds give -EBADF everywhere. */
+static void regress_negative_fd_ebadf(void **state)
+{
+    (void)state;
+    eg_ctx *ctx = eg_with_cancel(NULL);
+    char b;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    assert_int_equal(eg_poll(ctx, -1, POLLIN), -EBADF);
+    assert_int_equal(eg_poll(ctx, -7, POLLOUT), -EBADF);
+    assert_int_equal(eg_read(ctx, -1, &b, 1), -EBADF);
+    assert_int_equal(eg_write(ctx, -1, &b, 1), -EBADF);
+    assert_int_equal(eg_write_all(ctx, -1, &b, 1), -EBADF);
+    assert_int_equal(eg_accept(ctx, -1, NULL, NULL), -EBADF);
+    assert_int_equal(eg_connect(ctx, -1, (struct sockaddr *)&sa, sizeof sa), -EBADF);
+    eg_ctx_release(ctx);
+}
+
+/* Also: a stall at the maximum is reported once on stderr, and in stats. */
+static int block_task(eg_ctx *ctx, void *arg)
+{
+    (void)arg;
+    eg_ctx_wait(ctx);
+    return 0;
+}
+
+static int stall_child(int wfd)
+{
+    dup2(wfd, 2);
+    eg_pool_config one = {.max_threads = 1};
+    if (eg_pool_configure(&one) != 0)
+        return 10;
+    eg_group *g = eg_group_new(NULL);
+    if (eg_go(g, block_task, NULL) != 0 || eg_go(g, block_task, NULL) != 0)
+        return 11;
+    struct timespec ts = {.tv_sec = 2, .tv_nsec = 500000000};
+    nanosleep(&ts, NULL);
+    eg_pool_stats st;
+    eg_pool_get_stats(&st);
+    if (st.queued != 1 || st.longest_wait_ns < EG_NSEC_PER_SEC)
+        return 12;
+    eg_cancel(eg_group_ctx(g), 0);
+    if (eg_wait(g) != 0)
+        return 13;
+    eg_group_free(g);
+    eg_pool_get_stats(&st);
+    if (st.longest_wait_ns != 0)
+        return 14;
+    return 0;
+}
+
+static void regress_stall_report(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        _exit(stall_child(p[1]));
+    }
+    close(p[1]);
+    char buf[2048];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(p[0], buf + n, sizeof buf - 1 - n)) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    close(p[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    int lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += buf[i] == '\n';
+    print_message("stall report: %s", buf);
+    assert_int_equal(lines, 1); /* once per stall, though it lasted 2.5 s */
+    assert_non_null(strstr(buf, "all 1 pool threads busy"));
+    assert_non_null(strstr(buf, "EG_MAX_THREADS"));
+}
+
+/* Also: 10,000 tasks blocked in eg_ctx_wait and one failing sibling return
+ * with the default settings. */
+static atomic_int blocked_started;
+
+static int blocked_task(eg_ctx *ctx, void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&blocked_started, 1);
+    return eg_ctx_wait(ctx) == -ECANCELED ? 0 : -EIO;
+}
+
+typedef struct fail_after { int n; } fail_after;
+
+static int fail_when_all_started(eg_ctx *ctx, void *arg)
+{
+    fail_after *f = arg;
+    while (atomic_load(&blocked_started) < f->n && !eg_ctx_done(ctx))
+        nap_us(1000);
+    return -ENOTCONN;
+}
+
+static void regress_ten_thousand_blocked(void **state)
+{
+    (void)state;
+#ifdef REGRESS_TSAN
+    int n = 2000; /* ThreadSanitizer supports about 8k live threads */
+#else
+    int n = RUNNING_ON_VALGRIND ? 200 : 10000;
+#endif
+    eg_pool_config c;
+    eg_pool_get_config(&c);
+    if (!getenv("EG_MAX_THREADS"))
+        assert_true(c.max_threads > n); /* the default allows it */
+    atomic_store(&blocked_started, 0);
+    eg_group *g = eg_group_new(NULL);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(eg_go(g, blocked_task, NULL), 0);
+    fail_after f = {n};
+    assert_int_equal(eg_go(g, fail_when_all_started, &f), 0);
+    assert_int_equal(eg_wait(g), -ENOTCONN);
+    assert_int_equal(atomic_load(&blocked_started), n);
+    eg_group_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -572,6 +969,15 @@ int main(void)
         EG_TEST(regress_misuse_inside_own_task),
         EG_TEST(regress_send_on_closed_channel),
         EG_TEST(regress_close_wakes_blocked_sender),
+        EG_TEST(regress_shared_blocking_fd_cancel),
+        EG_TEST(regress_cancel_deep_chain),
+        EG_TEST(regress_dlclose_then_idle),
+        EG_TEST(regress_hedge_delay_max),
+        EG_TEST(regress_edge_values),
+        EG_TEST(regress_configure_zero_keeps),
+        EG_TEST(regress_negative_fd_ebadf),
+        EG_TEST(regress_stall_report),
+        EG_TEST(regress_ten_thousand_blocked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
