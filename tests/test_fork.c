@@ -278,6 +278,214 @@ static void fork_repeatedly_under_load(void **state)
     }
 }
 
+/* ---- issue 8, point 4: nothing of the parent runs in the child ----------- */
+
+#pragma weak eg_fault_set
+void eg_fault_set(int kind, long nth);
+#define FAULT_THREAD 1 /* EG_FAULT_THREAD in tests/fault.h */
+
+/* Forks; the child runs fn and exits with its result (alarm: a hang fails). */
+static int fork_run(int (*fn)(void *), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(30);
+        _exit(fn(arg));
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status)) {
+        print_error("child killed by signal %d\n", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        return -1;
+    }
+    return WEXITSTATUS(status);
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int child_deadline(void *arg)
+{
+    eg_ctx *d = arg;
+    nap_ms(100); /* well past the parent's deadline */
+    if (eg_ctx_err(d) != 0)
+        return 1; /* a parent timer fired in the child */
+    eg_cancel(d, 0); /* still usable */
+    if (eg_ctx_err(d) != -ECANCELED)
+        return 2;
+    return library_checks() ? 3 : 0;
+}
+
+static void regress_fork_parent_deadline_not_fired(void **state)
+{
+    (void)state;
+    eg_ctx *d = eg_with_timeout(NULL, 30 * EG_NSEC_PER_MSEC);
+    assert_non_null(d);
+    assert_int_equal(fork_run(child_deadline, d), 0);
+    assert_int_equal(eg_ctx_wait(d), -ETIMEDOUT); /* the parent's fires */
+    eg_ctx_release(d);
+}
+
+typedef struct after_case {
+    eg_ctx *c;
+    atomic_int ran;
+} after_case;
+
+static int child_after(void *arg)
+{
+    after_case *ac = arg;
+    eg_cancel(ac->c, 0);
+    nap_ms(50);
+    if (atomic_load(&ac->ran) != 0)
+        return 1; /* the parent's callback ran in the child */
+    return library_checks() ? 2 : (atomic_load(&ac->ran) ? 3 : 0);
+}
+
+static void regress_fork_after_func_not_run(void **state)
+{
+    (void)state;
+    after_case ac = {.c = eg_with_cancel(NULL)};
+    eg_after *a = eg_after_func(ac.c, count_fn, &ac.ran);
+    assert_non_null(a);
+    assert_int_equal(fork_run(child_after, &ac), 0);
+    assert_true(eg_after_stop(a)); /* never ran in the parent either */
+    eg_ctx_release(ac.c);
+}
+
+static atomic_int queued_pid;
+
+static int record_pid_task(eg_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    atomic_store(&queued_pid, (int)getpid());
+    return 0;
+}
+
+static int child_queued(void *arg)
+{
+    (void)arg;
+    eg_pool_config big = {.max_threads = 64};
+    if (eg_pool_configure(&big) != 0)
+        return 1;
+    if (library_checks())
+        return 2;
+    nap_ms(20);
+    return atomic_load(&queued_pid) == (int)getpid() ? 3 : 0;
+}
+
+static void regress_fork_queued_task_dropped(void **state)
+{
+    (void)state;
+    eg_pool_config before, one = {.max_threads = 1};
+    eg_pool_get_config(&before);
+    assert_int_equal(eg_pool_configure(&one), 0);
+    /* Let extra threads retire so the group's second task really queues. */
+    eg_pool_config quick = {.idle_timeout_ns = 1};
+    assert_int_equal(eg_pool_configure(&quick), 0);
+    eg_pool_stats st;
+    for (int i = 0; i < 10000; i++) {
+        eg_pool_get_stats(&st);
+        if (st.threads == 0)
+            break;
+        nap_ms(1);
+    }
+    eg_group *g = eg_group_new(NULL);
+    atomic_int waited = 0;
+    atomic_store(&queued_pid, 0);
+    assert_int_equal(eg_go(g, wait_ctx_task, &waited), 0);
+    assert_int_equal(eg_go(g, record_pid_task, NULL), 0);
+    eg_pool_get_stats(&st);
+    assert_int_equal(fork_run(child_queued, NULL), 0);
+    eg_cancel(eg_group_ctx(g), 0);
+    assert_int_equal(eg_wait(g), -ECANCELED);
+    assert_int_equal(atomic_load(&queued_pid), (int)getpid());
+    eg_group_free(g);
+    assert_int_equal(eg_pool_configure(&before), 0);
+}
+
+static atomic_bool sleeper_stop;
+
+static void *background_sleeper(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&sleeper_stop))
+        eg_sleep(eg_background(), EG_NSEC_PER_USEC);
+    return NULL;
+}
+
+static int child_background_sleep(void *arg)
+{
+    (void)arg;
+    return eg_sleep(eg_background(), EG_NSEC_PER_MSEC) == 0 ? 0 : 1;
+}
+
+static void regress_fork_never_mu_reset(void **state)
+{
+    (void)state;
+    atomic_store(&sleeper_stop, false);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, background_sleeper, NULL), 0);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(fork_run(child_background_sleep, NULL), 0);
+    atomic_store(&sleeper_stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+}
+
+static int child_retry(void *arg)
+{
+    after_case *ac = arg;
+    eg_fault_set(FAULT_THREAD, 0);
+    nap_ms(10);
+    if (library_checks()) /* arms deadlines: a new timer thread and heap */
+        return 1;
+    nap_ms(10);
+    return atomic_load(&ac->ran) ? 2 : 0;
+}
+
+static void regress_fork_retry_timer_armed(void **state)
+{
+    (void)state;
+    if (!eg_fault_set) {
+        print_message("library built without EG_FAULT_INJECTION: the retry timer case is "
+                      "covered by the fault build\n");
+        return;
+    }
+    eg_ctx *d = eg_with_timeout(NULL, EG_NSEC_PER_MSEC); /* the timer thread runs */
+    assert_int_equal(eg_ctx_wait(d), -ETIMEDOUT);
+    eg_ctx_release(d);
+    eg_pool_config before, quick = {.idle_timeout_ns = 1};
+    eg_pool_get_config(&before);
+    assert_int_equal(eg_pool_configure(&quick), 0);
+    eg_pool_stats st;
+    for (int i = 0; i < 10000; i++) {
+        eg_pool_get_stats(&st);
+        if (st.threads == 0)
+            break;
+        nap_ms(1);
+    }
+    assert_int_equal(st.threads, 0);
+    eg_fault_set(FAULT_THREAD, -1);
+    after_case ac = {.c = eg_with_cancel(NULL)};
+    eg_after *a = eg_after_func(ac.c, count_fn, &ac.ran);
+    eg_cancel(ac.c, 0); /* posts the callback: no thread starts, a retry is armed */
+    assert_int_equal(fork_run(child_retry, &ac), 0);
+    eg_fault_set(FAULT_THREAD, 0);
+    assert_true(wait_for_int(&ac.ran, 1)); /* the parent's retry runs it */
+    assert_false(eg_after_stop(a));
+    eg_ctx_release(ac.c);
+    assert_int_equal(eg_pool_configure(&before), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +493,11 @@ int main(void)
         EG_TEST(fork_while_tasks_run),
         EG_TEST(fork_from_a_task),
         EG_TEST(fork_repeatedly_under_load),
+        EG_TEST(regress_fork_parent_deadline_not_fired),
+        EG_TEST(regress_fork_after_func_not_run),
+        EG_TEST(regress_fork_queued_task_dropped),
+        EG_TEST(regress_fork_never_mu_reset),
+        EG_TEST(regress_fork_retry_timer_armed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
