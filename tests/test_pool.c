@@ -179,6 +179,34 @@ static void test_env_overrides(void **state)
     assert_true(c.idle_timeout_ns == 0);
 }
 
+/* Issue 8, point 8: out-of-range values are rejected (default kept, one line
+ * on stderr), never wrapped. */
+static void regress_env_out_of_range(void **state)
+{
+    eg_pool_config d, c;
+    assert_true(child_config(NULL, NULL, NULL, &d));
+    /* 9223372036854775807 ms overflowed to a negative timeout before. */
+    assert_true(child_config(NULL, NULL, "9223372036854775807", &c));
+    assert_true(c.idle_timeout_ns == d.idle_timeout_ns);
+    assert_true(child_config(NULL, NULL, "99999999999999999999", &c));
+    assert_true(c.idle_timeout_ns == d.idle_timeout_ns);
+    assert_true(child_config(NULL, NULL, "-5", &c));
+    assert_true(c.idle_timeout_ns == d.idle_timeout_ns);
+    assert_true(child_config(NULL, "9223372036854775807M", NULL, &c));
+    assert_int_equal(c.stack_size, d.stack_size);
+    assert_true(child_config(NULL, "17592186044416K", NULL, &c));
+    assert_int_equal(c.stack_size, d.stack_size);
+    assert_true(child_config("2147483648", NULL, NULL, &c));
+    assert_int_equal(c.max_threads, d.max_threads);
+    assert_true(child_config("12abc", NULL, NULL, &c));
+    assert_int_equal(c.max_threads, d.max_threads);
+    /* In range still applies. */
+    assert_true(child_config("3", "2M", "9223372036854", &c));
+    assert_int_equal(c.max_threads, 3);
+    assert_int_equal(c.stack_size, 2 * 1024 * 1024);
+    assert_true(c.idle_timeout_ns == INT64_C(9223372036854) * EG_NSEC_PER_MSEC);
+}
+
 static void test_configure_validation(void **state)
 {
     eg_pool_config before, now;
@@ -531,6 +559,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         POOL_TEST(test_defaults),
         POOL_TEST(test_env_overrides),
+        POOL_TEST(regress_env_out_of_range),
         POOL_TEST(test_configure_validation),
         POOL_TEST(test_start_on_empty_pool),
         POOL_TEST(test_idle_retire),

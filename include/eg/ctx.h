@@ -55,11 +55,14 @@ EG_EXPORT eg_ctx *eg_with_timeout_cause(eg_ctx *parent, int64_t timeout_ns,
 
 /* A child that carries (key, value) and otherwise behaves as parent.
  * Keys compare by pointer; use the address of a static object. The library
- * never dereferences key or value. Returns NULL on ENOMEM. */
+ * never dereferences key or value. A NULL parent means eg_background(): the
+ * child is then a child of background (never done, no deadline). Returns
+ * NULL on ENOMEM. */
 EG_EXPORT eg_ctx *eg_with_value(eg_ctx *parent, const void *key, void *value);
 
 /* A child that keeps parent's values but is never cancelled and has no
- * deadline (Go's WithoutCancel). Returns NULL on ENOMEM. */
+ * deadline (Go's WithoutCancel). A NULL parent means eg_background() (a
+ * child of background, with no values). Returns NULL on ENOMEM. */
 EG_EXPORT eg_ctx *eg_without_cancel(eg_ctx *parent);
 
 /* Cancels ctx and, before returning, every descendant, with error
@@ -110,9 +113,12 @@ EG_EXPORT int eg_ctx_fd(eg_ctx *ctx);
 typedef struct eg_after eg_after;
 
 /* Arranges for fn(arg) to run once, on a pool thread, after ctx is done (at
- * once if it already is). Never runs fn inside the caller of eg_cancel. The
- * handle keeps ctx alive until eg_after_stop. Returns NULL on ENOMEM or
- * NULL arguments. */
+ * once if it already is). Never runs fn inside the caller of eg_cancel. On a
+ * context that can never be done (eg_background, eg_without_cancel and
+ * their value children) fn never runs; eg_after_stop then returns true. The
+ * handle keeps ctx alive until eg_after_stop. After fork(), a handle made in
+ * the parent never runs fn in the child (eg/pool.h). Returns NULL on ENOMEM
+ * or NULL arguments. */
 EG_EXPORT eg_after *eg_after_func(eg_ctx *ctx, void (*fn)(void *), void *arg);
 /* Stops fn from running if it has not started: returns true if this call
  * prevented it, false if fn already started or finished (it does not wait

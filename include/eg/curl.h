@@ -52,7 +52,13 @@ EG_EXPORT CURLcode eg_curl_perform(eg_ctx *ctx, CURL *easy);
  * -ENOMEM; -EINVAL for CURLE_BAD_FUNCTION_ARGUMENT; -EIO for other transfer
  * errors. HTTP statuses are not errors to curl: check
  * CURLINFO_RESPONSE_CODE (or set CURLOPT_FAILONERROR, then -EIO). ctx may
- * be NULL when rc is not CURLE_ABORTED_BY_CALLBACK. */
+ * be NULL when rc is not CURLE_ABORTED_BY_CALLBACK.
+ *
+ * Check this result FIRST, before the response code: after a transfer the
+ * context aborted, CURLINFO_RESPONSE_CODE still reads what the headers said
+ * (200 when they had arrived) and curl_easy_strerror(rc) only says "aborted
+ * by an application callback"; eg_curl_err(ctx, rc) is what tells
+ * -ECANCELED or -ETIMEDOUT. */
 EG_EXPORT int eg_curl_err(eg_ctx *ctx, CURLcode rc);
 
 #ifdef __cplusplus

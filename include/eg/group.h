@@ -75,7 +75,10 @@ EG_EXPORT int eg_errorf(int code, const char *fmt, ...) EG_PRINTF(2, 3);
 
 /* The first error's text: the task's eg_errorf text, or eg_strerror() of the
  * result when none was attached; "" while no task has failed. Valid until
- * eg_group_free. */
+ * eg_group_free. Thread-safety: the text is written once, when the first
+ * task fails; read it after eg_wait, or once eg_group_err(g) != 0 (it is
+ * stable from then on). Reading it while tasks run and before any failed is
+ * a data race. */
 EG_EXPORT const char *eg_group_errmsg(eg_group *g);
 
 /* The first error (as eg_wait would return it), without waiting. */

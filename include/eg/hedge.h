@@ -3,8 +3,10 @@
  *
  * A tail-latency tool: the same request is sent again, to another replica
  * or the same service, when the first attempt has not answered after a
- * delay; the first answer wins and the others are cancelled. Each attempt
- * runs on the pool with a context of its own; eg_hedge returns only after
+ * delay; the first answer wins and the others are cancelled. Every attempt
+ * runs on the pool with the same context, a child of the parent that is
+ * cancelled once an attempt wins (so cancelling it stops all attempts at
+ * once; an attempt cannot be cancelled alone); eg_hedge returns only after
  * every attempt it started has returned.
  */
 #ifndef EG_HEDGE_H
@@ -23,7 +25,9 @@ extern "C" {
  * return, sets *winner (may be NULL) to the winner's index and returns 0.
  * If no attempt succeeds it returns the first failure in finishing order
  * (the parent's error when the parent is cancelled first), and *winner is
- * -1; with a parent already done no attempt runs. attempts >= 1; args may be NULL (every attempt gets NULL) and holds
+ * -1; with a parent already done no attempt runs. A delay_ns too large for
+ * eg_now() + delay_ns (up to INT64_MAX) means "never": a later attempt then
+ * starts only when one fails. attempts >= 1; args may be NULL (every attempt gets NULL) and holds
  * attempts elements otherwise; delay_ns >= 0. Returns -EINVAL for bad
  * arguments and -ENOMEM, -EAGAIN when not even the first attempt could
  * start (a later attempt that cannot start counts as a failed attempt).

@@ -3,6 +3,12 @@
  *
  * Both are plain values: declare them static with the initializer, or call
  * the init function, and never copy one that is in use.
+ *
+ * Thread-safety: every function may be called from any thread at the same
+ * time on the same object (init/destroy excepted: once, with no other call
+ * running). Neither listens to a context: eg_wg_wait ignores every context
+ * (a task blocked in it is not woken by its group's cancellation; cancel
+ * the work the WaitGroup counts instead), as eg_once_do does.
  */
 #ifndef EG_SYNC_H
 #define EG_SYNC_H
@@ -37,7 +43,8 @@ EG_EXPORT void eg_wg_destroy(eg_wg *wg);
 EG_EXPORT int eg_wg_add(eg_wg *wg, int delta);
 /* eg_wg_add(wg, -1). */
 EG_EXPORT int eg_wg_done(eg_wg *wg);
-/* Blocks until the counter is zero. */
+/* Blocks until the counter is zero. Blocks: on the counter only; it listens
+ * to no context. */
 EG_EXPORT void eg_wg_wait(eg_wg *wg);
 /* Go 1.25's WaitGroup.Go: adds one, runs fn(arg) on the pool, then done.
  * Returns 0 once started; -EINVAL, -ENOMEM or -EAGAIN and no change if not
