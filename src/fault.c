@@ -4,6 +4,8 @@
  * Each kind has a countdown: when it reaches zero the call fails. The
  * countdowns are atomics so tests may arm them while pool threads run.
  */
+#include <sched.h>
+
 #include "internal.h"
 
 #ifdef EG_FAULT_INJECTION
@@ -49,7 +51,14 @@ void *eg__calloc(size_t n, size_t size)
 int eg__pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *),
                        void *arg)
 {
-    return fault_hit(EG_FAULT_THREAD) ? EAGAIN : pthread_create(t, a, fn, arg);
+    if (!fault_hit(EG_FAULT_THREAD))
+        return pthread_create(t, a, fn, arg);
+    /* A real failing pthread_create maps (and unmaps) a stack first: it
+     * takes tens of microseconds, during which other threads run. */
+    int64_t until = eg_now() + 30 * EG_NSEC_PER_USEC;
+    while (eg_now() < until)
+        sched_yield();
+    return EAGAIN;
 }
 
 bool eg__fault_fd(void) { return fault_hit(EG_FAULT_FD); }

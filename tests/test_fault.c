@@ -544,14 +544,24 @@ typedef struct uaf_job {
     long refused;  /* ... that returned -EAGAIN */
 } uaf_job;
 
+/* Tasks of a few microseconds keep the workers running, so submitters find
+ * no idle worker and start threads (some of which fail). */
+static void uaf_work(atomic_int *slot)
+{
+    atomic_fetch_add(slot, 1);
+    unsigned n = ((unsigned)(uintptr_t)slot >> 4) % 4000;
+    for (volatile unsigned i = 0; i < n; i = i + 1) {
+    }
+}
+
 static int uaf_task(eg_ctx *ctx, void *arg)
 {
     (void)ctx;
-    atomic_fetch_add((atomic_int *)arg, 1);
+    uaf_work(arg);
     return 0;
 }
 
-static void uaf_wg_task(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+static void uaf_wg_task(void *arg) { uaf_work(arg); }
 
 static void *uaf_submitter(void *arg)
 {

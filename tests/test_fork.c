@@ -314,6 +314,11 @@ static void nap_ms(long ms)
 static int child_deadline(void *arg)
 {
     eg_ctx *d = arg;
+    /* A deadline of the child's own starts the child's timer thread. */
+    eg_ctx *own = eg_with_timeout(NULL, EG_NSEC_PER_MSEC);
+    if (!own || eg_ctx_wait(own) != -ETIMEDOUT)
+        return 4;
+    eg_ctx_release(own);
     nap_ms(100); /* well past the parent's deadline */
     if (eg_ctx_err(d) != 0)
         return 1; /* a parent timer fired in the child */
@@ -369,16 +374,26 @@ static int record_pid_task(eg_ctx *ctx, void *arg)
     return 0;
 }
 
+static void *wait_group_main(void *arg)
+{
+    eg_wait(arg); /* may never return in the child: its task was dropped */
+    return NULL;
+}
+
 static int child_queued(void *arg)
 {
-    (void)arg;
+    eg_group *g2 = arg;
     eg_pool_config big = {.max_threads = 64};
     if (eg_pool_configure(&big) != 0)
         return 1;
     if (library_checks())
         return 2;
-    nap_ms(20);
-    return atomic_load(&queued_pid) == (int)getpid() ? 3 : 0;
+    /* eg_wait would take the group's queued task and run it inline here. */
+    pthread_t t;
+    if (pthread_create(&t, NULL, wait_group_main, g2) != 0)
+        return 3;
+    nap_ms(100);
+    return atomic_load(&queued_pid) == (int)getpid() ? 4 : 0;
 }
 
 static void regress_fork_queued_task_dropped(void **state)
@@ -387,7 +402,7 @@ static void regress_fork_queued_task_dropped(void **state)
     eg_pool_config before, one = {.max_threads = 1};
     eg_pool_get_config(&before);
     assert_int_equal(eg_pool_configure(&one), 0);
-    /* Let extra threads retire so the group's second task really queues. */
+    /* Let extra threads retire so the second group's task really queues. */
     eg_pool_config quick = {.idle_timeout_ns = 1};
     assert_int_equal(eg_pool_configure(&quick), 0);
     eg_pool_stats st;
@@ -397,17 +412,22 @@ static void regress_fork_queued_task_dropped(void **state)
             break;
         nap_ms(1);
     }
-    eg_group *g = eg_group_new(NULL);
+    eg_group *g = eg_group_new(NULL), *g2 = eg_group_new(NULL);
     atomic_int waited = 0;
     atomic_store(&queued_pid, 0);
     assert_int_equal(eg_go(g, wait_ctx_task, &waited), 0);
-    assert_int_equal(eg_go(g, record_pid_task, NULL), 0);
+    while (!atomic_load(&waited) && (eg_pool_get_stats(&st), st.idle > 0))
+        nap_ms(1); /* the only thread runs g's task */
+    assert_int_equal(eg_go(g2, record_pid_task, NULL), 0);
     eg_pool_get_stats(&st);
-    assert_int_equal(fork_run(child_queued, NULL), 0);
+    assert_int_equal(st.queued, 1);
+    assert_int_equal(fork_run(child_queued, g2), 0);
+    assert_int_equal(eg_wait(g2), 0);
+    assert_int_equal(atomic_load(&queued_pid), (int)getpid());
     eg_cancel(eg_group_ctx(g), 0);
     assert_int_equal(eg_wait(g), -ECANCELED);
-    assert_int_equal(atomic_load(&queued_pid), (int)getpid());
     eg_group_free(g);
+    eg_group_free(g2);
     assert_int_equal(eg_pool_configure(&before), 0);
 }
 
@@ -431,13 +451,13 @@ static void regress_fork_never_mu_reset(void **state)
 {
     (void)state;
     atomic_store(&sleeper_stop, false);
-    pthread_t t[2];
-    for (int i = 0; i < 2; i++)
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
         assert_int_equal(pthread_create(&t[i], NULL, background_sleeper, NULL), 0);
-    for (int i = 0; i < 300; i++)
+    for (int i = 0; i < 3000; i++) /* the original hung about once in 1000-2000 */
         assert_int_equal(fork_run(child_background_sleep, NULL), 0);
     atomic_store(&sleeper_stop, true);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
 }
 
