@@ -28,7 +28,12 @@ EG_EXPORT int eg_sleep(eg_ctx *ctx, int64_t ns);
  * mu held, either way. Returns 0 when woken (spurious wake-ups included:
  * loop on your predicate), or the context's error once it is done.
  * eg_cancel may be called by a thread that holds mu: the wake-up is then
- * delivered by a pool thread once mu is free, never lost. cond and mu must
+ * delivered once mu is free by the library's one waker thread (started by
+ * the first call; -EAGAIN, without waiting, if it cannot start), never
+ * lost, and never by a pool thread, so it works with the pool at its
+ * maximum. On a coroutine the call blocks its carrier thread (the user's
+ * condition variable knows nothing of coroutines): the carrier's other
+ * tasks move to another carrier meanwhile. cond and mu must
  * stay valid until the call returns (after it returns, no wake-up refers
  * to them any more). Calling it without holding mu is undefined behaviour,
  * as with pthread_cond_wait, and is not detected. */
