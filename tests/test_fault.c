@@ -435,7 +435,6 @@ static void fault_thread_failed_handoff_does_not_strand(void **state)
     assert_live_back_to(base);
 }
 
-
 /* eg_after_func's run is posted to the pool and cannot be refused: with no
  * thread able to start it waits for the next worker, and the next
  * submission delivers it once threads can start again. eg_cond_wait's
