@@ -23,6 +23,9 @@
  * and a 16-byte write, which is quick when the server is up or refuses; a
  * host that drops packets can hold it for the system's connect timeout.
  *
+ * A connection made by PQconnectdb works too: the first exec switches it
+ * to non-blocking mode (PQsetnonblocking), as eg_pq_connect's already is.
+ *
  * Name resolution happens inside libpq (getaddrinfo) and cannot be
  * interrupted: use hostaddr= (a numeric address) where that matters.
  */
