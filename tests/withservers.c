@@ -58,6 +58,9 @@ int main(int argc, char **argv)
     int status;
     if (pid > 0 && waitpid(pid, &status, 0) == pid)
         code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    for (int i = 0; args && i < argc; i++)
+        free(args[i]);
+    free(args);
     testsrv_stop(&pg);
     testsrv_stop(&redis);
     return code;
