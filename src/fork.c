@@ -32,8 +32,8 @@ static void child(void)
     atomic_fetch_add_explicit(&eg__fork_gen, 1, memory_order_relaxed);
     eg__timer_atfork_child();
     eg__pool_atfork_child();
-    eg__ctx_atfork_child();
     eg__io_atfork_child();
+    eg__cond_atfork_child();
 }
 
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;

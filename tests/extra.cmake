@@ -32,3 +32,11 @@ if(TARGET test_regress)
     EG_LIB_FILE="$<TARGET_FILE:errgroup>")
   add_dependencies(test_regress dlclose_child)
 endif()
+
+# withservers starts the Redis and PostgreSQL test servers around a command
+# (the three-backend example runs under it).
+if(EG_HAVE_REDIS AND EG_HAVE_PQ)
+  add_executable(withservers ${CMAKE_CURRENT_SOURCE_DIR}/withservers.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/servers.c)
+  target_compile_definitions(withservers PRIVATE _GNU_SOURCE)
+endif()
