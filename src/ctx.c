@@ -14,10 +14,10 @@
  *
  * Going done happens once, under the context's lock: store cause, then err
  * (release; eg_ctx_err reads it lock-free with acquire), take the children
- * off the list (each with a reference, onto the cancelling walk's work
- * list), call every waiter's wake(), wake eg_ctx_wait sleepers, signal the
- * fd, disarm the timer; then, unlocked, the walk does the same to each
- * child (iteratively: any depth in constant stack). As in Go, a context is seen done before its children
+ * off the list (each with a reference of the cancelling walk), call every
+ * waiter's wake(), wake eg_ctx_wait sleepers, signal the fd, disarm the
+ * timer; then, still holding the lock, the walk does the same to each child
+ * (depth first, without recursion: any depth in constant stack). As in Go, a context is seen done before its children
  * are: a child seen done with its parent's cause has a parent seen done, but
  * a thread that sees the parent done may still cancel a child first.
  *
@@ -28,8 +28,8 @@
  * holds no reference. The child's destructor unlinks itself under the
  * attach's lock, so a cancelling parent never reaches a freed child.
  *
- * Lock order: one context lock at a time on the cancellation walk; a
- * parent's lock -> a child's reference count (try-retain) only; context lock -> pool lock (eg_after_func posts) -> nothing;
+ * Lock order: parent's lock -> child's lock (cancellation walks down, as
+ * deep as the tree); context lock -> pool lock (eg_after_func posts) -> nothing;
  * context lock -> timer lock; context lock -> a user mutex only with
  * trylock (cond.c). Nothing takes a parent's lock while holding a child's.
  */
@@ -70,7 +70,10 @@ struct eg_ctx {
     bool has_timer;
     int deadline_cause;
     eg__timer timer;
-    eg_ctx *cancel_next; /* on a do_cancel work list; owned by that walk */
+    /* do_cancel's walk, under this context's lock while it is on the path: */
+    eg_ctx *walk;        /* children not visited yet (through cancel_next) */
+    eg_ctx *walk_up;     /* the parent on the walk's path */
+    eg_ctx *cancel_next; /* next in its parent's walk list / the visited list */
 };
 
 static eg_ctx background = {.kind = K_BACKGROUND, .deadline = NO_DEADLINE};
@@ -190,28 +193,26 @@ static int sleep_on_err(eg_ctx *c, int64_t deadline_ns)
     return err;
 }
 
-/* Marks c done (if it is not) and moves its children onto *work, each with
- * a reference of the walk's own. */
-static void cancel_one(eg_ctx *c, int err, int cause, eg_ctx **work)
+/* Marks c done; c's lock is held and c is not done yet. c's children move
+ * to c->walk, each with a reference of the walk's own. */
+static void mark_done_locked(eg_ctx *c, int err, int cause)
 {
-    pthread_mutex_lock(&c->mu);
-    if (atomic_load_explicit(&c->err, memory_order_relaxed)) {
-        pthread_mutex_unlock(&c->mu);
-        return;
-    }
     c->cause = cause;
     /* Release: a reader that sees err also sees cause. */
     atomic_store_explicit(&c->err, err, memory_order_release);
 
     /* Unlinked under c's lock: a child's destructor then finds it unlinked
-     * and does not touch c's list; the walk's reference keeps it alive. */
+     * and does not touch c's list; the walk's reference keeps it alive (a
+     * child whose count already reached zero is being destroyed and has no
+     * descendants: it is skipped). */
+    c->walk = NULL;
     for (eg_ctx *ch = c->children, *next; ch; ch = next) {
         next = ch->sib_next;
         ch->linked = false;
         ch->sib_prev = ch->sib_next = NULL;
         if (ctx_try_retain(ch)) {
-            ch->cancel_next = *work;
-            *work = ch;
+            ch->cancel_next = c->walk;
+            c->walk = ch;
         }
     }
     c->children = NULL;
@@ -233,24 +234,53 @@ static void cancel_one(eg_ctx *c, int err, int cause, eg_ctx **work)
     signal_fd(c);
     if (c->has_timer)
         eg__timer_del(&c->timer);
-    pthread_mutex_unlock(&c->mu);
 }
 
 /* Marks c done and cancels its subtree. The caller holds a reference to c,
- * or is c's timer. The walk is iterative over an intrusive work list (each
- * context is taken off its parent's list once, by the one walk that marks
- * the parent done), so any depth uses constant stack. Each context is
- * marked done before its children are reached: a context is seen done
- * before its children. */
+ * or is c's timer. A depth-first walk without recursion: the path from c to
+ * the context being cancelled is a list through walk_up, each context's
+ * unvisited children a list through cancel_next (c->walk), so any depth
+ * uses constant stack. As in the recursive form (and Go), each context's
+ * lock is held until its whole subtree is done: a context is seen done
+ * before its children, and a concurrent eg_cancel of a context in the
+ * subtree waits for that lock, so it too returns only once every
+ * descendant is done. The walk's references are dropped after the last
+ * lock, since dropping one may free a context, which takes its parent's
+ * lock. */
 static void do_cancel(eg_ctx *c, int err, int cause)
 {
-    eg_ctx *work = NULL;
-    cancel_one(c, err, cause, &work);
-    while (work) {
-        eg_ctx *ch = work;
-        work = ch->cancel_next;
-        cancel_one(ch, err, cause, &work);
-        eg_ctx_release(ch);
+    pthread_mutex_lock(&c->mu);
+    if (atomic_load_explicit(&c->err, memory_order_relaxed)) {
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    mark_done_locked(c, err, cause);
+    c->walk_up = NULL;
+    eg_ctx *visited = NULL; /* holds the walk's references, via cancel_next */
+    for (eg_ctx *cur = c; cur;) {
+        eg_ctx *ch = cur->walk;
+        if (!ch) {
+            eg_ctx *up = cur->walk_up;
+            pthread_mutex_unlock(&cur->mu);
+            cur = up;
+            continue;
+        }
+        cur->walk = ch->cancel_next;
+        ch->cancel_next = visited;
+        visited = ch;
+        pthread_mutex_lock(&ch->mu); /* parent's lock -> child's lock */
+        if (atomic_load_explicit(&ch->err, memory_order_relaxed)) {
+            pthread_mutex_unlock(&ch->mu); /* done by a walk that has finished it */
+            continue;
+        }
+        mark_done_locked(ch, err, cause);
+        ch->walk_up = cur;
+        cur = ch;
+    }
+    while (visited) {
+        eg_ctx *next = visited->cancel_next;
+        eg_ctx_release(visited);
+        visited = next;
     }
 }
 

@@ -11,11 +11,15 @@
  *
  *   user mutex (eg_cond_wait's mu)     -> context lock
  *   channel / semaphore lock           -> context lock
- *   context lock -> child context lock (cancellation walks down)
+ *   context lock -> child context lock (cancellation walks down: an
+ *                                       iterative walk that holds the locks
+ *                                       of the path, as deep as the tree)
  *   context lock -> pool lock          (eg_after_func posts its callback)
  *   context lock -> timer lock         (arming and disarming a deadline)
  *   context lock -> cond.c waker lock  (handing over a deferred wake-up)
- *   pool lock    -> timer lock         (arming the thread-start retry)
+ *   pool lock    -> timer lock         (arming the thread-start retry and
+ *                                       the stall check; fork.c takes both
+ *                                       in this order around fork())
  *   group lock   -> nothing            (waiters are unparked under it)
  *
  * Taken only by trylock against that order: a user mutex from under a

@@ -40,10 +40,15 @@
  * once, so idle pools cost no CPU and busy ones do not steal the cores the
  * tasks need.
  *
+ * A submission decides that a thread will run its task (a free worker, a
+ * woken sleeper, a started thread, or the pool at its maximum) before the
+ * task is queued; a failed thread start then returns -EAGAIN for a task no
+ * other thread ever saw (eg__pool_submit).
+ *
  * Lock order: callers may hold a context lock (ctx.c posts eg_after_func
- * callbacks and deferred condition-variable wake-ups); while holding P.mu the
- * pool takes only the timer lock (to arm a thread-start retry), and the
- * timer runs the retry without its own lock.
+ * callbacks); while holding P.mu the pool takes only the timer lock (to arm
+ * a thread-start retry or the stall check), and the timer runs both without
+ * its own lock.
  */
 #include <limits.h>
 #include <sched.h>

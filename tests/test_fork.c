@@ -506,8 +506,11 @@ static void regress_fork_retry_timer_armed(void **state)
     assert_int_equal(eg_pool_configure(&before), 0);
 }
 
-int main(void)
+/* An optional argument runs only the tests whose names match it (a glob). */
+int main(int argc, char **argv)
 {
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         EG_TEST(fork_after_pool_use),
         EG_TEST(fork_while_tasks_run),

@@ -737,6 +737,37 @@ static void regress_cancel_deep_chain(void **state)
     wait_live(base);
 }
 
+/* Point 5, with the order kept: a second eg_cancel racing the walk returns
+ * only once every descendant is done, as with the recursive walk. */
+static void *cancel_thread_main(void *arg)
+{
+    eg_cancel(arg, 0);
+    return NULL;
+}
+
+static void regress_cancel_walk_concurrent(void **state)
+{
+    (void)state;
+    long base = eg_live_objects();
+    int depth = RUNNING_ON_VALGRIND ? 5000 : 100000;
+    for (int round = 0; round < 5; round++) {
+        eg_ctx *root = eg_with_cancel(NULL);
+        eg_ctx *mid = make_chain(root, depth / 2);
+        eg_ctx *leaf = make_chain(mid, depth / 2);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, cancel_thread_main, root), 0);
+        while (!eg_ctx_done(root))
+            sched_yield();
+        eg_cancel(mid, 0); /* already done, or done now: either way ... */
+        assert_true(eg_ctx_done(leaf)); /* ... its whole subtree is done */
+        pthread_join(t, NULL);
+        eg_ctx_release(leaf);
+        eg_ctx_release(mid);
+        eg_ctx_release(root);
+        wait_live(base);
+    }
+}
+
 /* Point 6: the shared library survives dlclose while its threads idle. */
 static void regress_dlclose_then_idle(void **state)
 {
@@ -979,8 +1010,11 @@ static void regress_ten_thousand_blocked(void **state)
     eg_group_free(g);
 }
 
-int main(void)
+/* An optional argument runs only the tests whose names match it (a glob). */
+int main(int argc, char **argv)
 {
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         EG_TEST(regress_cancel_racing_wait_and_free),
         EG_TEST(regress_cancel_racing_free_on_other_thread),
@@ -997,6 +1031,7 @@ int main(void)
         EG_TEST(regress_close_wakes_blocked_sender),
         EG_TEST(regress_shared_blocking_fd_cancel),
         EG_TEST(regress_cancel_deep_chain),
+        EG_TEST(regress_cancel_walk_concurrent),
         EG_TEST(regress_dlclose_then_idle),
         EG_TEST(regress_hedge_delay_max),
         EG_TEST(regress_edge_values),
