@@ -205,16 +205,18 @@ static void mark_done_locked(eg_ctx *c, int err, int cause)
      * and does not touch c's list; the walk's reference keeps it alive (a
      * child whose count already reached zero is being destroyed and has no
      * descendants: it is skipped). */
-    c->walk = NULL;
+    /* In the order of the children list (newest first), as before. */
+    eg_ctx **tail = &c->walk;
     for (eg_ctx *ch = c->children, *next; ch; ch = next) {
         next = ch->sib_next;
         ch->linked = false;
         ch->sib_prev = ch->sib_next = NULL;
         if (ctx_try_retain(ch)) {
-            ch->cancel_next = c->walk;
-            c->walk = ch;
+            *tail = ch;
+            tail = &ch->cancel_next;
         }
     }
+    *tail = NULL;
     c->children = NULL;
 
     for (eg__waiter *w = c->waiters, *next; w; w = next) {

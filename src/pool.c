@@ -673,12 +673,23 @@ int eg__pool_submit(eg__queue *q, eg__task *t)
     int64_t now = eg_now();
     pthread_mutex_lock(&P.mu);
     int rc = 0;
+    uint64_t started = P.started;
     if (avail() == 0 && !(P.threads > 0 && defer_pass_locked()) &&
         add_avail_locked() < 0 && avail() == 0)
         rc = -EAGAIN; /* no worker will look at the queue and none could start */
     if (rc == 0) {
         t->queued_at = now;
         queue_push(q ? q : &P.shared, t);
+        /* A thread started above (P.mu was dropped meanwhile) may have found
+         * the queues empty and gone to sleep, or even exited. Make sure a
+         * thread looks at t, without dropping P.mu now that t is visible:
+         * wake a sleeper, or let the retry timer start one. */
+        if (P.started != started && avail() == 0) {
+            if (P.sleepers)
+                (void)add_avail_locked(); /* signals a sleeper: P.mu stays held */
+            else if (P.threads < P.cfg.max_threads)
+                arm_retry_locked();
+        }
         watch_stall_locked();
     }
     pthread_mutex_unlock(&P.mu);

@@ -299,8 +299,8 @@ static void test_idle_retire(void **state)
         assert_true(st.started >= started);
     }
 
-    /* idle_timeout 0: threads exit as soon as idle. */
-    c.idle_timeout_ns = 0;
+    /* idle_timeout 1 ns: threads exit as soon as idle (0 keeps the value). */
+    c.idle_timeout_ns = 1;
     assert_int_equal(eg_pool_configure(&c), 0);
     eg_group *g = eg_group_new(NULL);
     for (int i = 0; i < 4; i++)
