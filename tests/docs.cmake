@@ -1,0 +1,54 @@
+# Checks that need no cmocka: the exported symbols against the reviewed
+# list (src/*.map), the man pages against the exported symbols, and every C
+# block of README.md compiled against the built tree. Included from
+# tests/CMakeLists.txt.
+
+if(CMAKE_NM)
+  set(EG_NM ${CMAKE_NM})
+else()
+  set(EG_NM nm)
+endif()
+
+if(EG_HAVE_VERSION_SCRIPT)
+  add_test(NAME abi_symbols
+    COMMAND sh ${PROJECT_SOURCE_DIR}/tools/check-symbols
+            $<TARGET_FILE:errgroup> ${EG_MAP} ${EG_NM})
+  if(EG_HAVE_CURL)
+    add_test(NAME abi_symbols_curl
+      COMMAND sh ${PROJECT_SOURCE_DIR}/tools/check-symbols
+              $<TARGET_FILE:errgroup-curl> ${PROJECT_SOURCE_DIR}/src/errgroup-curl.map ${EG_NM})
+  endif()
+endif()
+
+if(EG_HAVE_MAN)
+  # Every public function documented in the block format (not only
+  # warned about, as the build does).
+  add_test(NAME man_format
+    COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tools/mkman --check
+            --root ${PROJECT_SOURCE_DIR} ${EG_MAN_HEADERS})
+  set(_eg_man_libs $<TARGET_FILE:errgroup>)
+  if(EG_HAVE_CURL)
+    list(APPEND _eg_man_libs $<TARGET_FILE:errgroup-curl>)
+  endif()
+  add_test(NAME man_pages
+    COMMAND sh ${PROJECT_SOURCE_DIR}/tools/check-manpages ${EG_MAN_DIR} ${EG_NM} ${_eg_man_libs})
+endif()
+
+# README.md: each ```c block compiles (and links, if it has a main).
+set(_eg_readme_cflags "-I${PROJECT_SOURCE_DIR}/include")
+set(_eg_readme_skip "")
+if(EG_HAVE_CURL)
+  foreach(d IN LISTS CURL_INCLUDE_DIRS)
+    string(APPEND _eg_readme_cflags " -I${d}")
+  endforeach()
+else()
+  set(_eg_readme_skip "eg/curl\\.h")
+endif()
+if(EG_SANITIZE)
+  string(APPEND _eg_readme_cflags " -fsanitize=${EG_SANITIZE}")
+endif()
+add_test(NAME readme_blocks
+  COMMAND sh ${PROJECT_SOURCE_DIR}/tools/readme-blocks
+          --cc ${CMAKE_C_COMPILER} --cflags ${_eg_readme_cflags}
+          --libs "$<TARGET_FILE:errgroup> -pthread" --skip "${_eg_readme_skip}"
+          --out ${CMAKE_CURRENT_BINARY_DIR}/readme-blocks ${PROJECT_SOURCE_DIR}/README.md)
