@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-struct call { const char *url; long status; };
+struct call {
+    const char *url;
+    long status;
+};
 
 static int fetch(eg_ctx *ctx, void *arg)
 {

@@ -31,7 +31,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "stubrun: cannot start a stub for %s\n", argv[i]);
             return 125;
         }
-        snprintf(urls[n], sizeof urls[n], "http://127.0.0.1:%d/", httpstub_port(stubs[n]));
+        snprintf(urls[n], sizeof urls[n], "http://127.0.0.1:%d/",
+                 httpstub_port(stubs[n]));
         n++;
     }
     if (i + 1 >= argc) {
