@@ -13,11 +13,11 @@ if(EG_HAVE_VERSION_SCRIPT)
   add_test(NAME abi_symbols
     COMMAND sh ${PROJECT_SOURCE_DIR}/tools/check-symbols
             $<TARGET_FILE:errgroup> ${EG_MAP} ${EG_NM})
-  if(EG_HAVE_CURL)
-    add_test(NAME abi_symbols_curl
+  foreach(a IN LISTS EG_ADAPTERS)
+    add_test(NAME abi_symbols_${a}
       COMMAND sh ${PROJECT_SOURCE_DIR}/tools/check-symbols
-              $<TARGET_FILE:errgroup-curl> ${PROJECT_SOURCE_DIR}/src/errgroup-curl.map ${EG_NM})
-  endif()
+              $<TARGET_FILE:errgroup-${a}> ${PROJECT_SOURCE_DIR}/src/errgroup-${a}.map ${EG_NM})
+  endforeach()
 endif()
 
 if(EG_HAVE_MAN)
@@ -27,23 +27,29 @@ if(EG_HAVE_MAN)
     COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tools/mkman --check
             --root ${PROJECT_SOURCE_DIR} ${EG_MAN_HEADERS})
   set(_eg_man_libs $<TARGET_FILE:errgroup>)
-  if(EG_HAVE_CURL)
-    list(APPEND _eg_man_libs $<TARGET_FILE:errgroup-curl>)
-  endif()
+  foreach(a IN LISTS EG_ADAPTERS)
+    list(APPEND _eg_man_libs $<TARGET_FILE:errgroup-${a}>)
+  endforeach()
   add_test(NAME man_pages
     COMMAND sh ${PROJECT_SOURCE_DIR}/tools/check-manpages ${EG_MAN_DIR} ${EG_NM} ${_eg_man_libs})
 endif()
 
 # README.md: each ```c block compiles (and links, if it has a main).
+# Blocks that use an adapter that is not built are skipped.
 set(_eg_readme_cflags "-I${PROJECT_SOURCE_DIR}/include")
 set(_eg_readme_skip "")
-if(EG_HAVE_CURL)
-  foreach(d IN LISTS CURL_INCLUDE_DIRS)
-    string(APPEND _eg_readme_cflags " -I${d}")
-  endforeach()
-else()
-  set(_eg_readme_skip "eg/curl\\.h")
-endif()
+set(_eg_dirs ${CURL_INCLUDE_DIRS} ${EG_DEP_REDIS_INCLUDE_DIRS} ${EG_DEP_PQ_INCLUDE_DIRS})
+foreach(d IN LISTS _eg_dirs)
+  string(APPEND _eg_readme_cflags " -I${d}")
+endforeach()
+foreach(a IN ITEMS curl redis pq)
+  if(NOT TARGET errgroup-${a})
+    if(_eg_readme_skip)
+      string(APPEND _eg_readme_skip "|")
+    endif()
+    string(APPEND _eg_readme_skip "eg/${a}\\.h")
+  endif()
+endforeach()
 if(EG_SANITIZE)
   string(APPEND _eg_readme_cflags " -fsanitize=${EG_SANITIZE}")
 endif()

@@ -16,6 +16,7 @@
 #define EG_GROUP_H
 
 #include "eg/ctx.h"
+#include "eg/pool.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -109,6 +110,25 @@ EG_EXPORT int eg_try_go(eg_group *g, eg_fn fn, void *arg);
  * NULL: Returns -EINVAL.
  */
 EG_EXPORT int eg_set_limit(eg_group *g, int n);
+
+/**
+ * eg_group_set_executor() - choose what runs a group's tasks
+ *
+ * Threads (EG_EXEC_THREADS) or coroutines (EG_EXEC_CORO), see eg_yield()'s
+ * header; EG_EXEC_DEFAULT is the process default. Both give the same
+ * semantics to everything in this library; the README's "Choosing an
+ * executor" says what a coroutine task may do.
+ *
+ * Returns: 0;
+ * - -EINVAL: g is NULL or e is unknown;
+ * - -ENOTSUP: this build has no such executor;
+ * - -EBUSY: a task is active (nothing changed).
+ * Blocks: No.
+ * Thread-safety: As eg_set_limit().
+ * Ownership: Nothing passes.
+ * NULL: Returns -EINVAL.
+ */
+EG_EXPORT int eg_group_set_executor(eg_group *g, eg_executor e);
 
 /**
  * eg_wait() - wait for every task of a group; the first error
