@@ -202,6 +202,8 @@ usage)
     for o in --jobs --timeout --grace --signal --success --names --prefix --no-prefix \
              --color --joblog --json --stdin --no-summary --help --version; do
         grep -q -- "$o" "$T/out" || fail "--help lacks $o"
+        grep -q -- "$(echo "$o" | sed 's/-/\\\\-/g')" "$(dirname "$0")/../../tools/egrun/egrun.1" ||
+            fail "egrun.1 lacks $o"
     done
     run --version
     expect_rc 0
