@@ -87,11 +87,12 @@ static void stop_group(egrun_cmd *c)
 
 /* Reads what fd has now into lb (at most 1 MiB when !all, so one busy
  * command cannot starve its other pipe); false at end of file or error. */
+#define PUMP_BUF 65536
 static bool pump(int fd, egrun_linebuf *lb, egrun_cmd *c, bool all)
 {
-    char buf[65536];
+    char *buf = c->iobuf;
     for (int rounds = 0; rounds < (all ? 64 : 16); rounds++) {
-        ssize_t n = read(fd, buf, sizeof buf);
+        ssize_t n = read(fd, buf, PUMP_BUF);
         if (n > 0) {
             out_feed(lb, c, buf, (size_t)n);
             continue;
@@ -120,8 +121,11 @@ static int run_cmd(eg_ctx *ctx, void *arg)
 
     int po[2] = { -1, -1 }, pe[2] = { -1, -1 };
     c->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    c->iobuf = malloc(PUMP_BUF); /* not on the stack: spawn runs on it */
     int err = 0;
-    if (c->notify_fd < 0 || pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC))
+    if (!c->iobuf)
+        err = -ENOMEM;
+    else if (c->notify_fd < 0 || pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC))
         err = -errno;
     c->start_real_ns = realtime_ns();
     c->start_ns = eg_now();
@@ -147,6 +151,8 @@ static int run_cmd(eg_ctx *ctx, void *arg)
         if (c->notify_fd >= 0)
             close(c->notify_fd);
         c->notify_fd = -1;
+        free(c->iobuf);
+        c->iobuf = NULL;
         c->end_ns = eg_now();
         c->end = END_FAILED;
         c->status = EGRUN_EXIT_CANNOT_EXEC;
@@ -247,6 +253,8 @@ static int run_cmd(eg_ctx *ctx, void *arg)
     proc_forget(c);
     close(c->notify_fd);
     c->notify_fd = -1;
+    free(c->iobuf);
+    c->iobuf = NULL;
 
     c->end_ns = eg_now();
     c->wstatus = wst;
@@ -385,14 +393,15 @@ int main(int argc, char **argv)
     }
     out_set_name_width(width);
 
-    /* Each running command holds one pool thread for its whole life. */
+    /* Each running command holds one pool thread for its whole life, and
+     * spawns from it (posix_spawn may use the caller's stack). */
     eg_pool_config pc;
     eg_pool_get_config(&pc);
-    if (pc.max_threads < n + 8) {
+    if (pc.max_threads < n + 8)
         pc.max_threads = n + 8;
-        pc.stack_size = 0;
-        eg_pool_configure(&pc);
-    }
+    if (pc.stack_size < 1024 * 1024)
+        pc.stack_size = 1024 * 1024;
+    eg_pool_configure(&pc);
 
     devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

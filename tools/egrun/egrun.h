@@ -61,6 +61,7 @@ typedef struct egrun_cmd {
     int color;              /* ANSI colour number */
     pid_t pid;              /* also its process group id; 0 before spawn */
     int notify_fd;          /* eventfd: the reaper saw the shell exit */
+    char *iobuf;            /* the task's read buffer */
     bool exited;            /* under cmd_table_mu */
     int wstatus;            /* under cmd_table_mu */
     bool signalled;         /* egrun sent it its stop signal */
