@@ -38,6 +38,12 @@ static void child(void)
 
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
-static void fork_init_once(void) { pthread_atfork(prepare, parent, child); }
+static void fork_init_once(void)
+{
+    pthread_atfork(prepare, parent, child);
+}
 
-void eg__fork_init(void) { pthread_once(&fork_once, fork_init_once); }
+void eg__fork_init(void)
+{
+    pthread_once(&fork_once, fork_init_once);
+}

@@ -38,9 +38,15 @@ static void init_conds(void)
     pthread_condattr_destroy(&attr);
 }
 
-void eg__timer_atfork_prepare(void) { pthread_mutex_lock(&T.mu); }
+void eg__timer_atfork_prepare(void)
+{
+    pthread_mutex_lock(&T.mu);
+}
 
-void eg__timer_atfork_parent(void) { pthread_mutex_unlock(&T.mu); }
+void eg__timer_atfork_parent(void)
+{
+    pthread_mutex_unlock(&T.mu);
+}
 
 /* The thread is gone in the child, and the parent's timers do not fire
  * there: the heap is emptied (each timer reads as not armed, so deleting it

@@ -28,7 +28,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "dlopen: %s\n", dlerror());
         return 3;
     }
-    eg_group *(*group_new)(eg_ctx *) = (eg_group * (*)(eg_ctx *)) dlsym(h, "eg_group_new");
+    eg_group *(*group_new)(eg_ctx *) =
+        (eg_group * (*)(eg_ctx *)) dlsym(h, "eg_group_new");
     int (*go)(eg_group *, int (*)(eg_ctx *, void *), void *) =
         (int (*)(eg_group *, int (*)(eg_ctx *, void *), void *))dlsym(h, "eg_go");
     int (*wait)(eg_group *) = (int (*)(eg_group *))dlsym(h, "eg_wait");

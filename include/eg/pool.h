@@ -61,9 +61,18 @@ typedef enum eg_executor {
     EG_EXEC_CORO = 2,
 } eg_executor;
 
-/* Lets other tasks run: Go's runtime.Gosched. On a coroutine, a switch to
- * the next runnable task of its carrier; on a thread, sched_yield().
- * Blocks: no. Thread-safety: any thread. */
+/**
+ * eg_yield() - let other tasks run
+ *
+ * Go's runtime.Gosched. On a coroutine, a switch to the next runnable task
+ * of its carrier; on a thread, sched_yield(2).
+ *
+ * Returns: Nothing.
+ * Blocks: No (the caller runs again once the others had their turn).
+ * Thread-safety: Any thread.
+ * Ownership: Nothing passes.
+ * NULL: No pointer arguments.
+ */
 EG_EXPORT void eg_yield(void);
 
 /* idle_timeout_ns value: idle threads never exit. */
@@ -78,24 +87,61 @@ typedef struct eg_pool_config {
     int stall_warning;       /* 1: on, -1: off (see the stall warning above) */
 } eg_pool_config;
 
-/* Applies cfg: each non-zero field replaces the current value, each zero
- * field keeps it. Running threads keep their stacks; the new values apply to
- * threads started later (a new idle timeout applies at once). Returns 0, or
- * -EINVAL for a NULL cfg or a field out of range (nothing changed).
- * Thread-safe. */
+/**
+ * eg_pool_configure() - configure the thread pool
+ *
+ * Applies cfg: each non-zero field replaces the current value, each zero
+ * field keeps it (max_threads 1 .. 2^20, stack_size >= 64 KiB,
+ * idle_timeout_ns > 0 or EG_IDLE_FOREVER, stall_warning 1 or -1). Running
+ * threads keep their stacks; the new values apply to threads started later
+ * (a new idle timeout applies at once). It overrides the defaults and the
+ * EG_MAX_THREADS, EG_STACK_SIZE, EG_IDLE_TIMEOUT_MS and EG_STALL_WARN
+ * environment variables.
+ *
+ * Returns: 0; -EINVAL and nothing changed for a value out of range or NULL.
+ * Blocks: No (takes the pool's lock briefly).
+ * Thread-safety: Any thread, concurrently with running tasks.
+ * Ownership: cfg is read during the call only.
+ * NULL: Returns -EINVAL.
+ * See also: eg_pool_get_config, eg_pool_get_stats
+ */
 EG_EXPORT int eg_pool_configure(const eg_pool_config *cfg);
-/* The configuration in force (defaults and environment applied). */
+/**
+ * eg_pool_get_config() - the thread pool's configuration
+ *
+ * Fills *cfg with the configuration in force: the defaults, the
+ * environment and eg_pool_configure() applied.
+ *
+ * Returns: Nothing.
+ * Blocks: No.
+ * Thread-safety: Any thread.
+ * Ownership: *cfg is the caller's memory.
+ * NULL: Does nothing.
+ */
 EG_EXPORT void eg_pool_get_config(eg_pool_config *cfg);
 
 typedef struct eg_pool_stats {
-    int threads;      /* pool threads alive */
-    int idle;         /* of which not running a task */
-    int queued;       /* tasks waiting for a thread */
-    uint64_t started; /* threads started since process start */
+    int threads;             /* pool threads alive */
+    int idle;                /* of which not running a task */
+    int queued;              /* tasks waiting for a thread */
+    uint64_t started;        /* threads started since process start */
     int64_t longest_wait_ns; /* how long the oldest queued task has waited (0: none) */
 } eg_pool_stats;
 
-/* A snapshot of the pool's counters (racy by nature; for monitoring). */
+/**
+ * eg_pool_get_stats() - a snapshot of the thread pool's counters
+ *
+ * For monitoring: threads alive, idle threads, queued tasks, threads
+ * started since the process started, and how long the oldest queued task
+ * has waited. The counters may change as soon as
+ * the call returns.
+ *
+ * Returns: Nothing.
+ * Blocks: No (takes the pool's lock briefly).
+ * Thread-safety: Any thread.
+ * Ownership: *stats is the caller's memory.
+ * NULL: Does nothing.
+ */
 EG_EXPORT void eg_pool_get_stats(eg_pool_stats *stats);
 
 #ifdef __cplusplus
