@@ -32,9 +32,11 @@
  * eg_wait_async: under mu it stores fn and sets WAITERS (so the completion
  * that takes the count to 0 takes mu). That completion, or eg_wait_async
  * itself if the count is 0 already, posts async_task to the pool once
- * (async_posted). The posted task cancels ctx, clears async_pending (after
- * which eg_group_free may free g, so it touches g no more) and calls fn.
- * eg_group_free waits while async_pending.
+ * (async_posted). The posted task cancels ctx, swaps async_pending for
+ * async_running (so fn may start another async wait) and calls fn. If fn
+ * freed g (seen through the thread-local async_self), it touches g no
+ * more; else it clears async_running under mu. eg_group_free waits while
+ * either is set, except from inside fn.
  *
  * With tracing on, admitted tasks are also on `running` (under mu), so that
  * a detach can name them.
@@ -81,7 +83,7 @@ struct eg_group {
     bool detached, free_pending;
     size_t ndetached;
     /* eg_wait_async */
-    bool async_pending, async_posted;
+    bool async_pending, async_posted, async_running;
     eg_done_fn async_fn;
     void *async_arg;
     eg__task async_task;
@@ -182,7 +184,8 @@ static void mark_waiting_locked(eg_group *g)
 /* Clears WAITERS once both lists are empty. Under mu. */
 static void unmark_waiting_locked(eg_group *g)
 {
-    if (!g->idle_waiters.head && !g->slot_waiters.head && !g->async_pending)
+    if (!g->idle_waiters.head && !g->slot_waiters.head && !g->async_pending &&
+        !g->async_running)
         atomic_fetch_and_explicit(&g->state, ~WAITERS, memory_order_relaxed);
 }
 
@@ -684,6 +687,13 @@ static void post_async_locked(eg_group *g, bool *post)
     }
 }
 
+/* The group whose eg_wait_async callback runs on this thread, and whether
+ * that callback freed it. */
+static _Thread_local struct {
+    eg_group *g;
+    bool freed;
+} async_self;
+
 static void run_async(eg__task *t)
 {
     eg_group *g = EG__CONTAINER_OF(t, eg_group, async_task);
@@ -691,16 +701,24 @@ static void run_async(eg__task *t)
     int err = result_locked(g);
     eg_done_fn fn = g->async_fn;
     void *arg = g->async_arg;
-    pthread_mutex_unlock(&g->mu);
-    /* Cancel before clearing async_pending: until then eg_group_free waits. */
-    eg_cancel(g->ctx, err ? err : -ECANCELED);
-    pthread_mutex_lock(&g->mu);
     g->async_pending = g->async_posted = false;
+    g->async_running = true;
+    pthread_mutex_unlock(&g->mu);
+    eg_cancel(g->ctx, err ? err : -ECANCELED);
+
+    async_self.g = g;
+    async_self.freed = false;
+    fn(g, err, arg); /* may free g */
+    bool freed = async_self.freed;
+    async_self.g = NULL;
+    if (freed)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->async_running = false;
     while (g->idle_waiters.head)
         unpark_first(&g->idle_waiters);
     unmark_waiting_locked(g);
     pthread_mutex_unlock(&g->mu);
-    fn(g, err, arg); /* may free g */
 }
 
 int eg_wait_async(eg_group *g, eg_done_fn fn, void *arg)
@@ -796,14 +814,17 @@ void eg_group_free(eg_group *g)
     }
     pthread_mutex_unlock(&g->mu);
     wait_idle(g);
-    /* An eg_wait_async callback not started yet still needs g. */
+    bool in_fn = async_self.g == g;
+    /* An eg_wait_async callback pending or running elsewhere needs g. */
     pthread_mutex_lock(&g->mu);
-    if (g->async_pending) {
+    if (g->async_pending || (g->async_running && !in_fn)) {
         mark_waiting_locked(g);
-        while (g->async_pending || !group_idle(g))
+        while (g->async_pending || (g->async_running && !in_fn) || !group_idle(g))
             wait_on(g, &g->idle_waiters);
         unmark_waiting_locked(g);
     }
     pthread_mutex_unlock(&g->mu);
+    if (in_fn)
+        async_self.freed = true;
     destroy(g);
 }

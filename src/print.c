@@ -98,12 +98,12 @@ int eg_group_print(eg_group *g, FILE *f)
                        m[0] ? "  " : "", m) < 0;
     }
     if (!pi.tracing)
-        bad |= fprintf(f, "(tracing off: failed tasks only)\n") < 0;
+        bad |= fprintf(f, "(tracing off: failed tasks only, times from the first failure)\n") < 0;
     if (!pi.tracing && pi.ndetached)
         bad |= fprintf(f, "%zu task%s detached, still running\n", pi.ndetached,
                        pi.ndetached == 1 ? "" : "s") < 0;
     if (pi.err)
-        bad |= fprintf(f, "result: %s\n", eg_strerror(pi.err)) < 0;
+        bad |= fprintf(f, "result: %s (%s)\n", eg_group_errmsg(g), eg_strerror(pi.err)) < 0;
     else
         bad |= fprintf(f, "result: ok%s\n", pi.has_winner ? " (a task won)" : "") < 0;
     free(pi.v);

@@ -418,10 +418,12 @@ static int straggle(eg_ctx *ctx, void *arg)
 {
     (void)ctx;
     straggler *s = arg;
+    int r = s->result; /* read before finished: the test reuses s after it */
+    long us = s->sleep_us;
     atomic_store(&s->started, 1);
-    nap_us(s->sleep_us);
+    nap_us(us);
     atomic_store(&s->finished, 1);
-    return s->result;
+    return r;
 }
 
 typedef struct failer {

@@ -244,7 +244,8 @@ typedef void (*eg_done_fn)(eg_group *g, int err, void *arg);
  * Returns: 0; -EINVAL for NULL g or fn; -EBUSY when an async wait is
  *   already pending (fn will not be called).
  * Blocks: no. Thread-safety: any thread; the caller may exit before fn
- *   runs. eg_group_free called meanwhile waits for fn to have started.
+ *   runs. eg_group_free called meanwhile (not from fn) waits until fn has
+ *   returned.
  * Ownership: arg stays the caller's; it is passed to fn unchanged. */
 EG_EXPORT int eg_wait_async(eg_group *g, eg_done_fn fn, void *arg);
 
@@ -252,7 +253,8 @@ EG_EXPORT int eg_wait_async(eg_group *g, eg_done_fn fn, void *arg);
 EG_EXPORT const char *eg_outcome_name(eg_outcome outcome);
 
 /* Waits for running tasks (as eg_wait does, without cancelling) and for a
- * pending eg_wait_async callback to start, then frees the group and drops
+ * pending or running eg_wait_async callback to return (unless called from
+ * that callback), then frees the group and drops
  * its context. After eg_wait_grace detached tasks it returns at once and
  * the last of them frees the group. NULL-safe. Called from inside one of the
  * group's own tasks it does nothing (the group cannot be freed there).
