@@ -68,4 +68,8 @@ done
 echo "stats: $("$curl" -s "$base/stats")"
 kill "$pid"
 wait "$pid"
+status=$?
+pid=
+[ "$status" -eq 0 ] || fail "server exit status $status"
+[ -s "$work/server.err" ] && fail "server stderr: $(head -c 2000 "$work/server.err")"
 echo "PASS"

@@ -6,7 +6,9 @@
  * (eg/pool.h) and receive that context. The first task to return non-zero
  * cancels the context with its result as the cause, so its siblings see
  * eg_ctx_err(ctx) == -ECANCELED and eg_ctx_cause(ctx) == that result;
- * eg_wait returns that first result once every task has returned.
+ * eg_wait returns that first result once every task has returned. That is
+ * the default policy, EG_FAIL_FAST; eg_group_set_policy chooses another
+ * (the first success wins, or every task runs to its end).
  *
  * Thread safety: eg_go, eg_try_go, eg_wait and the getters may be called from
  * any thread, concurrently. eg_set_limit may race with them but changes
@@ -41,7 +43,8 @@ EG_EXPORT eg_ctx *eg_group_ctx(eg_group *g);
 /* Starts fn(ctx, arg) on the pool. Returns 0 once fn is started: it will
  * run exactly once. On failure fn is not started and arg still belongs to
  * the caller: -EINVAL (NULL g or fn, or a limit of 0), -ENOMEM, -EAGAIN (no
- * thread could be started to run it).
+ * thread could be started to run it), -ECANCELED (eg_wait_grace detached
+ * tasks of g: the group takes no more).
  * Blocks while the group is at its limit (eg_set_limit) until a task
  * returns; it never runs a task inline. "Active" means admitted: started or
  * waiting in the pool's queue.
