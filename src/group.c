@@ -260,7 +260,7 @@ static void record_result(eg_group *g, group_task *gt, int r, const eg__frame *f
         e.first_error = first;
         e.errmsg = keep_text(g, text);
         eg__trace_append(&g->errors, &e);
-    } else if (policy == EG_FIRST_SUCCESS && !g->winner_arg &&
+    } else if (policy == EG_FIRST_SUCCESS &&
                !atomic_load_explicit(&g->won, memory_order_relaxed)) {
         /* Relaxed: a hint for later successes; mu orders the rest. */
         atomic_store_explicit(&g->won, true, memory_order_relaxed);
@@ -481,6 +481,13 @@ int eg_group_set_executor(eg_group *g, eg_executor e)
     return set_idle(g, set_exec, (intptr_t)x);
 }
 
+/* Whether an EG_FIRST_SUCCESS task has won (its arg may be NULL). Under mu:
+ * won is written under mu, so relaxed is enough here. */
+static bool won_locked(eg_group *g)
+{
+    return atomic_load_explicit(&g->won, memory_order_relaxed);
+}
+
 /* Copies t under mu; first_error marks go when a winner made eg_wait's
  * result 0. */
 static size_t copy_entries(eg_group *g, const eg__trace *t, eg_trace_entry *out, size_t cap)
@@ -489,7 +496,7 @@ static size_t copy_entries(eg_group *g, const eg__trace *t, eg_trace_entry *out,
         return 0;
     pthread_mutex_lock(&g->mu);
     size_t n = eg__trace_copy(t, out, cap);
-    if (g->winner_arg && out)
+    if (won_locked(g) && out)
         for (size_t i = 0; i < n && i < cap; i++)
             out[i].first_error = false;
     pthread_mutex_unlock(&g->mu);
@@ -537,8 +544,7 @@ static bool group_idle(void *arg)
 /* What eg_wait returns, by policy. Under mu. */
 static int result_locked(eg_group *g)
 {
-    if (atomic_load_explicit(&g->policy, memory_order_relaxed) == EG_FIRST_SUCCESS &&
-        g->winner_arg)
+    if (won_locked(g))
         return 0;
     return g->err;
 }
@@ -667,7 +673,7 @@ int eg_wait_grace(eg_group *g, int64_t grace_ns)
         detach_locked(g);
     unmark_waiting_locked(g);
     int err = result_locked(g);
-    bool won = g->winner_arg != NULL;
+    bool won = won_locked(g);
     pthread_mutex_unlock(&g->mu);
     int cause = err;
     if (detached && !err && !won)
@@ -778,7 +784,7 @@ size_t eg__group_print_info(eg_group *g, eg__print_info *pi)
         pi->n = 0;
     eg__trace_copy(t, pi->v, pi->n);
     pi->winner_index = pi->tracing ? g->winner_index : SIZE_MAX;
-    pi->has_winner = g->winner_arg != NULL;
+    pi->has_winner = won_locked(g);
     pi->ndetached = g->ndetached;
     pi->err = result_locked(g);
     pthread_mutex_unlock(&g->mu);

@@ -221,6 +221,28 @@ static void test_first_success_race(void **state)
     assert_int_equal(eg_live_objects(), live);
 }
 
+static void test_first_success_null_arg(void **state)
+{
+    (void)state;
+    /* A winner whose arg is NULL still makes eg_wait return 0. */
+    eg_group *g = eg_group_new(NULL);
+    assert_int_equal(eg_group_set_policy(g, EG_FIRST_SUCCESS), 0);
+    sleeper s = {0};
+    assert_int_equal(eg_go(g, early_failure, NULL), 0);
+    assert_int_equal(eg_go(g, sleep_task, &s), 0);
+    for (int i = 0; i < 400000 && eg_group_errors(g, NULL, 0) < 1; i++)
+        nap_us(25);
+    assert_int_equal(eg_go(g, ok_task, NULL), 0);
+    assert_int_equal(eg_wait(g), 0);
+    assert_int_equal(eg_group_err(g), 0);
+    assert_null(eg_group_winner(g));
+    assert_int_equal(atomic_load(&s.saw), -ECANCELED);
+    char *p = printed(g);
+    assert_non_null(strstr(p, "result: ok (a task won)"));
+    free(p);
+    eg_group_free(g);
+}
+
 static void test_first_success_all_fail(void **state)
 {
     (void)state;
@@ -505,9 +527,11 @@ static void test_grace_waits_while_live(void **state)
     assert_int_equal(eg_go(g, straggle, &s), 0);
     assert_int_equal(eg_wait_grace(g, 0), 0);
     assert_int_equal(atomic_load(&s.finished), 1);
-    /* Not detached: the group goes on. */
+    /* Not detached: the group goes on. Its context is done now (as after
+     * eg_wait), so the grace counts at once; a long one returns when the
+     * task does. */
     assert_int_equal(eg_go(g, ok_task, NULL), 0);
-    assert_int_equal(eg_wait_grace(g, MS(1)), 0);
+    assert_int_equal(eg_wait_grace(g, GATE_WAIT_NS), 0);
     assert_int_equal(eg_wait_grace(g, -1), -EINVAL);
     assert_int_equal(eg_wait_grace(NULL, 0), -EINVAL);
     eg_group_free(g);
@@ -701,6 +725,7 @@ int main(void)
         EG_TEST(test_errors_in_finishing_order),
         EG_TEST(test_fail_fast_keeps_cancelled_too),
         EG_TEST(test_first_success_race),
+        EG_TEST(test_first_success_null_arg),
         EG_TEST(test_first_success_all_fail),
         EG_TEST(test_collect_all_with_limit),
         EG_TEST(test_set_policy_rules),
