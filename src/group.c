@@ -38,8 +38,8 @@
  * more; else it clears async_running under mu. eg_group_free waits while
  * either is set, except from inside fn.
  *
- * With tracing on, admitted tasks are also on `running` (under mu), so that
- * a detach can name them.
+ * With tracing on, running tasks are also on `running` (under mu), so that
+ * a detach can name them; tasks still queued at a detach are only counted.
  *
  * Lock order: g->mu -> nothing (a waiter is unparked under mu, which never
  * blocks). The context is cancelled, watched, and the executor and the
@@ -79,7 +79,7 @@ struct eg_group {
     msg_node *msgs;      /* the errmsg strings of the entries */
     size_t winner_index; /* in trace; SIZE_MAX when none or not traced */
     void *winner_arg;
-    eg__list running;    /* admitted tasks, while tracing */
+    eg__list running;    /* running tasks, while tracing */
     bool detached, free_pending;
     size_t ndetached;
     /* eg_wait_async */
@@ -95,9 +95,14 @@ typedef struct {
     eg_fn fn;
     void *arg;
     const char *name;
-    eg__link link;           /* in g->running, while tracing */
-    _Atomic int64_t start_ns; /* while tracing; read by a detach */
 } group_task;
+
+/* A running task, on g->running while tracing (in run_task's frame). */
+typedef struct {
+    eg__link link;
+    const group_task *gt;
+    int64_t start_ns;
+} running_task;
 
 typedef struct {
     eg__link link;
@@ -214,8 +219,9 @@ static const char *keep_text(eg_group *g, const char *text)
  * the cancel, so the trace lists a failure (or the winner) before the
  * siblings it cancelled. */
 static void record_result(eg_group *g, group_task *gt, int r, const eg__frame *f,
-                          bool tracing, int64_t start)
+                          running_task *rt)
 {
+    bool tracing = rt != NULL;
     /* Relaxed: policy changes only while no task is admitted; won is only
      * a hint here, decided again under mu. */
     int policy = atomic_load_explicit(&g->policy, memory_order_relaxed);
@@ -229,7 +235,7 @@ static void record_result(eg_group *g, group_task *gt, int r, const eg__frame *f
         .outcome = !r                    ? EG_OUTCOME_OK
                    : eg_ctx_done(g->ctx) ? EG_OUTCOME_CANCELLED
                                          : EG_OUTCOME_FAILED,
-        .start_ns = start,
+        .start_ns = rt ? rt->start_ns : 0,
         .end_ns = eg_now(),
         .errmsg = "",
     };
@@ -243,7 +249,7 @@ static void record_result(eg_group *g, group_task *gt, int r, const eg__frame *f
     int cancel = 0;
     pthread_mutex_lock(&g->mu);
     if (tracing)
-        eg__list_unlink(&g->running, &gt->link);
+        eg__list_unlink(&g->running, &rt->link);
     if (g->detached) {
         /* Ignored: eg_wait_grace stopped waiting for this task. */
         pthread_mutex_unlock(&g->mu);
@@ -313,18 +319,19 @@ static void run_task(eg__task *t)
 
     /* Relaxed: changed only while no task is admitted. */
     bool tracing = atomic_load_explicit(&g->tracing, memory_order_relaxed);
-    int64_t start = 0;
+    running_task rt = {.gt = gt};
     if (tracing) {
-        start = eg_now();
-        /* Relaxed: read under mu by a detach, which only reports it. */
-        atomic_store_explicit(&gt->start_ns, start, memory_order_relaxed);
+        rt.start_ns = eg_now();
+        pthread_mutex_lock(&g->mu);
+        eg__list_push(&g->running, &rt.link);
+        pthread_mutex_unlock(&g->mu);
     }
     eg__frame frame = {.prev = eg__current, .owner = g};
     eg__current = &frame;
     int r = gt->fn(g->ctx, gt->arg);
     eg__current = frame.prev;
 
-    record_result(g, gt, r, &frame, tracing, start);
+    record_result(g, gt, r, &frame, tracing ? &rt : NULL);
     free(gt);
     release_slot(g);
 }
@@ -342,12 +349,18 @@ static bool slot_free(void *arg)
     return COUNT(atomic_load_explicit(&p->g->state, memory_order_relaxed)) < p->limit;
 }
 
-/* Takes a slot: 0, -EBUSY (at the limit and !block) or -EINVAL (limit 0). */
+/* Takes a slot: 0, -EBUSY (at the limit and !block), -EINVAL (limit 0) or
+ * -ECANCELED (detached: the group takes no more tasks). */
 static int admit(eg_group *g, bool block)
 {
     int limit = atomic_load_explicit(&g->limit, memory_order_relaxed);
     if (limit < 0) {
-        atomic_fetch_add_explicit(&g->state, 1, memory_order_relaxed);
+        /* Relaxed: as below. */
+        unsigned old = atomic_fetch_add_explicit(&g->state, 1, memory_order_relaxed);
+        if (EG_UNLIKELY(old & DETACHED)) {
+            release_slot(g);
+            return -ECANCELED;
+        }
         return 0;
     }
     if (limit == 0)
@@ -355,6 +368,8 @@ static int admit(eg_group *g, bool block)
     slot_probe probe = {g, (unsigned)limit};
     unsigned old = atomic_load_explicit(&g->state, memory_order_relaxed);
     for (;;) {
+        if (EG_UNLIKELY(old & DETACHED))
+            return -ECANCELED;
         /* Relaxed: admission orders nothing; the task's start is ordered by
          * the executor's queue. */
         if (COUNT(old) < probe.limit) {
@@ -371,7 +386,7 @@ static int admit(eg_group *g, bool block)
         if (!eg__spin_wait(slot_free, &probe)) {
             pthread_mutex_lock(&g->mu);
             mark_waiting_locked(g);
-            if (!slot_free(&probe))
+            if (!slot_free(&probe) && !g->detached)
                 wait_on(g, &g->slot_waiters);
             unmark_waiting_locked(g);
             pthread_mutex_unlock(&g->mu);
@@ -385,33 +400,15 @@ static int group_go(eg_group *g, const char *name, eg_fn fn, void *arg, bool blo
 {
     if (!g || !fn)
         return -EINVAL;
-    /* Relaxed: set once by a detach; a task admitted in a race with it is
-     * simply ignored like the detached ones. */
-    if (atomic_load_explicit(&g->state, memory_order_relaxed) & DETACHED)
-        return -ECANCELED;
     group_task *gt = eg__malloc(sizeof *gt);
     if (!gt)
         return -ENOMEM;
     *gt = (group_task){.base.run = run_task, .g = g, .fn = fn, .arg = arg, .name = name};
     int rc = admit(g, block);
-    bool tracing = false;
     if (rc == 0) {
-        /* Read after admission: stable while the count is not 0. */
-        tracing = atomic_load_explicit(&g->tracing, memory_order_relaxed);
-        if (tracing) {
-            pthread_mutex_lock(&g->mu);
-            eg__list_push(&g->running, &gt->link);
-            pthread_mutex_unlock(&g->mu);
-        }
         rc = g->exec->submit(&g->queue, &gt->base);
-        if (rc < 0) {
-            if (tracing) {
-                pthread_mutex_lock(&g->mu);
-                eg__list_unlink(&g->running, &gt->link);
-                pthread_mutex_unlock(&g->mu);
-            }
+        if (rc < 0)
             release_slot(g);
-        }
     }
     if (rc < 0)
         free(gt);
@@ -637,14 +634,16 @@ static void detach_locked(eg_group *g)
     /* Relaxed: completions read it in release_slot's CAS (which fails) and
      * then take mu, under which g->detached is what counts. */
     atomic_fetch_or_explicit(&g->state, DETACHED, memory_order_relaxed);
+    while (g->slot_waiters.head) /* eg_go at the limit: -ECANCELED now */
+        unpark_first(&g->slot_waiters);
     int64_t now = eg_now();
     for (eg__link *l = g->running.head; l; l = l->next) {
-        group_task *gt = EG__CONTAINER_OF(l, group_task, link);
+        running_task *rt = EG__CONTAINER_OF(l, running_task, link);
         eg_trace_entry e = {
-            .name = gt->name,
-            .arg = gt->arg,
+            .name = rt->gt->name,
+            .arg = rt->gt->arg,
             .outcome = EG_OUTCOME_DETACHED,
-            .start_ns = atomic_load_explicit(&gt->start_ns, memory_order_relaxed),
+            .start_ns = rt->start_ns,
             .end_ns = now,
             .errmsg = detached_text,
         };
@@ -811,6 +810,15 @@ void eg_group_free(eg_group *g)
      * the running task and waiting would never end: refuse (and leak). */
     if (!g || inside_own_task(g))
         return;
+    /* Relaxed: a hint; g->detached under mu decides. A detached group's
+     * queued tasks are not run here: that could block. */
+    if (!(atomic_load_explicit(&g->state, memory_order_relaxed) & DETACHED)) {
+        g->exec->help(&g->queue);
+        eg__spin_wait(group_idle, g);
+    }
+    bool in_fn = async_self.g == g;
+    /* Under mu even when idle: the completion that took the count to 0
+     * holds mu until it no longer touches g. */
     pthread_mutex_lock(&g->mu);
     if (g->detached && !group_idle(g)) {
         /* The last detached task frees g (release_slot). */
@@ -818,14 +826,10 @@ void eg_group_free(eg_group *g)
         pthread_mutex_unlock(&g->mu);
         return;
     }
-    pthread_mutex_unlock(&g->mu);
-    wait_idle(g);
-    bool in_fn = async_self.g == g;
-    /* An eg_wait_async callback pending or running elsewhere needs g. */
-    pthread_mutex_lock(&g->mu);
-    if (g->async_pending || (g->async_running && !in_fn)) {
+    /* Tasks, and an eg_wait_async callback pending or running elsewhere. */
+    if (!group_idle(g) || g->async_pending || (g->async_running && !in_fn)) {
         mark_waiting_locked(g);
-        while (g->async_pending || (g->async_running && !in_fn) || !group_idle(g))
+        while (!group_idle(g) || g->async_pending || (g->async_running && !in_fn))
             wait_on(g, &g->idle_waiters);
         unmark_waiting_locked(g);
     }

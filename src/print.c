@@ -99,9 +99,15 @@ int eg_group_print(eg_group *g, FILE *f)
     }
     if (!pi.tracing)
         bad |= fprintf(f, "(tracing off: failed tasks only, times from the first failure)\n") < 0;
+    size_t listed = 0;
+    for (size_t i = 0; i < pi.n; i++)
+        listed += pi.v[i].outcome == EG_OUTCOME_DETACHED;
     if (!pi.tracing && pi.ndetached)
         bad |= fprintf(f, "%zu task%s detached, still running\n", pi.ndetached,
                        pi.ndetached == 1 ? "" : "s") < 0;
+    else if (pi.ndetached > listed)
+        bad |= fprintf(f, "%zu more detached before they started\n",
+                       pi.ndetached - listed) < 0;
     if (pi.err)
         bad |= fprintf(f, "result: %s (%s)\n", eg_group_errmsg(g), eg_strerror(pi.err)) < 0;
     else

@@ -214,8 +214,9 @@ EG_EXPORT void *eg_group_winner(eg_group *g);
  * failure, the first success, the parent's cancel or deadline) it waits at
  * most grace_ns more; tasks still admitted then are detached: their
  * results are ignored, they appear in the trace (with tracing on) and in
- * eg_group_errors with outcome EG_OUTCOME_DETACHED (without tracing the
- * group only counts them, and eg_group_print says how many), and the group
+ * eg_group_errors with outcome EG_OUTCOME_DETACHED (without tracing, and
+ * for tasks still queued, not started, the group only counts them, and
+ * eg_group_print says how many), and the group
  * accepts no new task (eg_go returns -ECANCELED). The context is cancelled
  * as eg_wait does.
  * After a detach, eg_group_free returns at once: the group's memory and
