@@ -131,7 +131,10 @@ struct request {
     char errmsg[EG_ERRMSG_MAX];
 };
 
-static void free_conn(uv_handle_t *h) { free(h->data); }
+static void free_conn(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void close_conn(struct conn *c)
 {
@@ -162,7 +165,9 @@ static void after_write(uv_write_t *w, int status)
 /* Sends a whole answer, then closes the connection. */
 static void respond(struct conn *c, int status, const char *body)
 {
-    const char *reason = status == 200 ? "OK" : status == 404 ? "Not Found" : "Bad Gateway";
+    const char *reason = status == 200   ? "OK"
+                         : status == 404 ? "Not Found"
+                                         : "Bad Gateway";
     size_t blen = strlen(body);
     struct write_req *wr = malloc(sizeof *wr + blen + 160);
     if (!wr) {
@@ -181,14 +186,17 @@ static void respond(struct conn *c, int status, const char *body)
     }
 }
 
-static void free_request(uv_handle_t *h) { free(h->data); }
+static void free_request(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 /* On the loop thread, once on_done has published the group's result. */
 static void async_cb(uv_async_t *a)
 {
     struct request *r = a->data;
     if (!atomic_load_explicit(&r->done, memory_order_acquire))
-        return; /* cannot happen: uv_async_send follows the store */
+        return;          /* cannot happen: uv_async_send follows the store */
     eg_group_free(r->g); /* idle: returns at once */
     if (r->conn) {
         char body[NBACKENDS * (BODY_MAX + 8) + 64];
@@ -265,10 +273,11 @@ static void answer_stats(struct conn *c, bool reset)
         aborted += counts[HTTPSTUB_CLIENT_CLOSED];
     }
     char body[256];
-    snprintf(body, sizeof body,
-             "requests=%ld answered=%ld cancelled=%ld backend_aborted=%ld max_lag_us=%llu\n",
-             stats.requests, stats.answered, stats.cancelled, aborted,
-             (unsigned long long)(stats.max_lag_ns / 1000));
+    snprintf(
+        body, sizeof body,
+        "requests=%ld answered=%ld cancelled=%ld backend_aborted=%ld max_lag_us=%llu\n",
+        stats.requests, stats.answered, stats.cancelled, aborted,
+        (unsigned long long)(stats.max_lag_ns / 1000));
     if (reset)
         stats.max_lag_ns = 0;
     respond(c, 200, body);

@@ -50,7 +50,8 @@ static void ms_cell(int64_t t, int64_t base, char *buf, size_t len)
         return;
     }
     int64_t us = (t - base) / 1000;
-    snprintf(buf, len, "%lld.%lld", (long long)(us / 1000), (long long)((us % 1000) / 100));
+    snprintf(buf, len, "%lld.%lld", (long long)(us / 1000),
+             (long long)((us % 1000) / 100));
 }
 
 int eg_group_print(eg_group *g, FILE *f)
@@ -98,7 +99,10 @@ int eg_group_print(eg_group *g, FILE *f)
                        m[0] ? "  " : "", m) < 0;
     }
     if (!pi.tracing)
-        bad |= fprintf(f, "(tracing off: failed tasks only, times from the first failure)\n") < 0;
+        bad |=
+            fprintf(f,
+                    "(tracing off: failed tasks only, times from the first failure)\n") <
+            0;
     size_t listed = 0;
     for (size_t i = 0; i < pi.n; i++)
         listed += pi.v[i].outcome == EG_OUTCOME_DETACHED;
@@ -109,7 +113,8 @@ int eg_group_print(eg_group *g, FILE *f)
         bad |= fprintf(f, "%zu more detached before they started\n",
                        pi.ndetached - listed) < 0;
     if (pi.err)
-        bad |= fprintf(f, "result: %s (%s)\n", eg_group_errmsg(g), eg_strerror(pi.err)) < 0;
+        bad |=
+            fprintf(f, "result: %s (%s)\n", eg_group_errmsg(g), eg_strerror(pi.err)) < 0;
     else
         bad |= fprintf(f, "result: ok%s\n", pi.has_winner ? " (a task won)" : "") < 0;
     free(pi.v);
