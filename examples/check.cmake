@@ -47,6 +47,8 @@ elseif(MODE STREQUAL "fanout_table")
   expect_match("${out}" "\nwaitgroup +[0-9]+ ms +B: HTTP 500 ")
   expect_match("${out}" "\nerrgroup +[0-9]+ ms +B: HTTP 500 ")
   expect_match("${out}" "server side")
+  # The group's own table (eg_group_print): B's failure marked first.
+  expect_match("${out}" "\nB +failed +B: HTTP 500 [^\n]*<- first error")
 
 elseif(MODE STREQUAL "fanout_json" OR MODE STREQUAL "fanout_all_ok")
   if(MODE STREQUAL "fanout_json")

@@ -19,6 +19,10 @@
  * in-process stubs (httpstub.c) that also report, from the server's side,
  * whether the client closed the connection before the answer was due.
  *
+ * After the table, the errgroup variant's own account of its tasks is
+ * printed with eg_group_print (with --trace, every task with its start and
+ * end; without, the failed ones).
+ *
  * Run `fanout --help` for the flags.
  */
 #include <errno.h>
@@ -197,14 +201,20 @@ static int call_task(eg_ctx *ctx, void *arg)
     return call_service(ctx, arg);
 }
 
+/* eg_group_print's table of the last errgroup run (malloc'd), and whether
+ * to trace every task. */
+static char *group_table;
+static bool trace_tasks;
+
 static int handle_errgroup(eg_ctx *ctx, struct call *calls, int n, char *errmsg,
                            size_t len)
 {
     eg_group *g = eg_group_new(ctx);
     if (!g)
         return -ENOMEM;
+    eg_group_set_trace(g, trace_tasks);
     for (int i = 0; i < n; i++) {
-        int err = eg_go(g, call_task, &calls[i]);
+        int err = eg_go_named(g, calls[i].svc->name, call_task, &calls[i]);
         if (err != 0) { /* out of memory or threads: give up the request */
             eg_cancel(eg_group_ctx(g), err);
             break;
@@ -212,6 +222,12 @@ static int handle_errgroup(eg_ctx *ctx, struct call *calls, int n, char *errmsg,
     }
     int err = eg_wait(g);
     snprintf(errmsg, len, "%s", eg_group_errmsg(g));
+    size_t size = 0;
+    FILE *f = open_memstream(&group_table, &size);
+    if (f) {
+        eg_group_print(g, f);
+        fclose(f);
+    }
     eg_group_free(g);
     return err;
 }
@@ -407,7 +423,7 @@ static void print_json(struct variant *vs, int nv)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: fanout [--latency A=300,B=100,C=200] [--fail B|none]\n"
-                 "              [--url NAME=URL]... [--json] [--help]\n"
+                 "              [--url NAME=URL]... [--trace] [--json] [--help]\n"
                  "\n"
                  "Runs a handler that calls services A, B and C three ways\n"
                  "(serial, WaitGroup, errgroup) and prints how long each took.\n"
@@ -417,6 +433,8 @@ static void usage(FILE *out)
                  "                  comma separated, or none\n"
                  "  --url NAME=URL  call URL instead of the built-in service NAME\n"
                  "                  (repeatable); 2xx is success\n"
+                 "  --trace         trace every errgroup task (eg_group_set_trace)\n"
+                 "                  in the group table printed after the others\n"
                  "  --json          one JSON object per variant, one per line\n"
                  "  --help          this text\n");
 }
@@ -511,6 +529,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--trace") == 0) {
+            trace_tasks = true;
         } else if ((val = flag_value(argc, argv, &i, "--latency"))) {
             ok = parse_latency(svcs, val);
         } else if ((val = flag_value(argc, argv, &i, "--fail"))) {
@@ -568,11 +588,16 @@ int main(int argc, char **argv)
         }
         for (int k = 0; k < nv; k++)
             run_variant(&vs[k], svcs);
-        if (json)
+        if (json) {
             print_json(vs, nv);
-        else
+        } else {
             print_table(svcs, vs, nv);
+            if (group_table)
+                printf("\nthe errgroup variant's group (eg_group_print)\n%s",
+                       group_table);
+        }
     }
+    free(group_table);
 
     for (int i = 0; i < NSERVICES; i++)
         httpstub_stop(svcs[i].stub);

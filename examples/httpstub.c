@@ -43,6 +43,7 @@ struct httpstub {
     pthread_cond_t cond;
     httpstub_record log[LOG_MAX];
     size_t log_head, log_count;
+    long counts[HTTPSTUB_STOPPED + 1]; /* every record, by outcome */
 };
 
 struct conn {
@@ -74,16 +75,19 @@ static void record(httpstub *s, const httpstub_record *r)
     }
     s->log[(s->log_head + s->log_count) % LOG_MAX] = *r;
     s->log_count++;
+    s->counts[r->outcome]++;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->mu);
 }
 
 /* Reads until the end of the request headers. A GET has no body, so that
- * is the whole request. Returns 0, or an error (the client closed: -EPIPE). */
-static int read_request(eg_ctx *ctx, int fd)
+ * is the whole request. Returns 0 and the request's path in path[len], or
+ * an error (the client closed: -EPIPE). */
+static int read_request(eg_ctx *ctx, int fd, char *path, size_t path_len)
 {
     char buf[REQUEST_MAX];
     size_t len = 0;
+    path[0] = '\0';
     while (!memmem(buf, len, "\r\n\r\n", 4)) {
         if (len == sizeof buf)
             return -E2BIG;
@@ -93,6 +97,18 @@ static int read_request(eg_ctx *ctx, int fd)
         if (n < 0)
             return (int)n;
         len += (size_t)n;
+    }
+    /* "GET /path HTTP/1.1" */
+    const char *sp = memchr(buf, ' ', len);
+    if (sp) {
+        const char *end = buf + len;
+        size_t n = 0;
+        while (sp + 1 + n < end && sp[1 + n] != ' ' && sp[1 + n] != '\r')
+            n++;
+        if (n >= path_len)
+            n = path_len - 1;
+        memcpy(path, sp + 1, n);
+        path[n] = '\0';
     }
     return 0;
 }
@@ -114,11 +130,14 @@ static enum httpstub_outcome wait_until_due(eg_ctx *ctx, httpstub *s, int fd)
     return HTTPSTUB_STOPPED;
 }
 
-static void answer(eg_ctx *ctx, httpstub *s, int fd)
+/* The body is "ok <path>\n" (or "error <path>\n"): a client can check it
+ * got the answer to its own request. */
+static void answer(eg_ctx *ctx, httpstub *s, int fd, const char *path)
 {
     const char *reason = s->status < 400 ? "OK" : "Internal Server Error";
-    const char *body = s->status < 400 ? "ok\n" : "error\n";
-    char msg[256];
+    char body[320];
+    snprintf(body, sizeof body, "%s %s\n", s->status < 400 ? "ok" : "error", path);
+    char msg[640];
     int len = snprintf(msg, sizeof msg,
                        "HTTP/1.1 %d %s\r\n"
                        "Content-Type: text/plain\r\n"
@@ -137,12 +156,13 @@ static int serve_conn(eg_ctx *ctx, void *arg)
     httpstub *s = c->stub;
     httpstub_record r = {.outcome = HTTPSTUB_NO_REQUEST};
 
-    if (read_request(ctx, c->fd) == 0) {
+    char path[256];
+    if (read_request(ctx, c->fd, path, sizeof path) == 0) {
         int64_t received = eg_now();
         r.outcome = wait_until_due(ctx, s, c->fd);
         r.after_ns = eg_now() - received;
         if (r.outcome == HTTPSTUB_ANSWERED)
-            answer(ctx, s, c->fd);
+            answer(ctx, s, c->fd, path);
     } else if (eg_ctx_done(ctx)) {
         r.outcome = HTTPSTUB_STOPPED;
     }
@@ -185,7 +205,7 @@ static int listen_loopback(int *port)
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof sa;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0 ||
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1024) != 0 ||
         getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
         int err = -errno;
         close(fd);
@@ -247,6 +267,13 @@ int httpstub_next(httpstub *s, httpstub_record *r, int64_t timeout_ns)
     }
     pthread_mutex_unlock(&s->mu);
     return err;
+}
+
+void httpstub_counts(httpstub *s, long counts[HTTPSTUB_STOPPED + 1])
+{
+    pthread_mutex_lock(&s->mu);
+    memcpy(counts, s->counts, sizeof s->counts);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void httpstub_stop(httpstub *s)

@@ -2,7 +2,8 @@
  * httpstub.h - a tiny HTTP/1.1 server on a loopback port, for the examples.
  *
  * A stub answers every request the same way: a fixed status after a fixed
- * latency, then closes the connection. While the answer is not yet due it
+ * latency, with the body "ok <path>\n" ("error <path>\n" for a status of
+ * 400 and above), then closes the connection. While the answer is not yet due it
  * watches the connection, so it notices a client that gives up, and it
  * keeps a record of how each connection ended. It runs as a group of tasks
  * on the library's pool (one accepting, one per connection).
@@ -39,6 +40,10 @@ int httpstub_port(const httpstub *s);
 /* Takes the record of the oldest connection not yet taken, waiting up to
  * timeout_ns for one to end. Returns 0, or -ETIMEDOUT. */
 int httpstub_next(httpstub *s, httpstub_record *r, int64_t timeout_ns);
+
+/* Copies how many connections ended each way so far (counts[outcome]);
+ * unlike httpstub_next, never forgets one. */
+void httpstub_counts(httpstub *s, long counts[HTTPSTUB_STOPPED + 1]);
 
 /* Stops accepting, ends open connections, waits for the stub's tasks and
  * frees it. NULL-safe. */

@@ -1,33 +1,29 @@
 /*
- * hedge.c - hedged calls.
+ * hedge.c - hedged calls: a thin layer over an EG_FIRST_SUCCESS group.
  *
- * One context for all attempts (a child of the parent), a WaitGroup for the
- * attempts started, and a small state under mu:
+ * The group does the race: its first success cancels the other attempts
+ * and names the winner; eg_wait returns 0 or the first failure. What is
+ * left here is when to start the next attempt. The caller is the launcher:
+ * it starts attempt 0, then sleeps (eg_cond_timedwait on the group's
+ * context) until the delay passes, an attempt fails or the context is done
+ * (a winner, or the parent); the delay or a failure starts the next.
  *
- *   started   attempts launched so far (only the caller changes it)
- *   finished  attempts that returned
- *   failed    attempts that returned non-zero since the last launch
- *   winner    index of the first attempt that returned 0, or -1
- *   err       the first failure, in finishing order
- *
- * The caller launches attempt 0, then sleeps on cond (eg_cond_timedwait on
- * the hedge's context) until a winner, a failure, the delay or the parent's
- * cancel; a failure or the delay launches the next attempt. Once there is a
- * winner, or every attempt has been launched and returned, it cancels the
- * context, waits for the stragglers and returns.
+ *   failed   attempts that failed since the launcher last looked (under mu)
+ *   err      the first failure, in the order attempts returned (under mu:
+ *            the group records a result only after the attempt signalled
+ *            the launcher, so its own order could put a later failure of
+ *            the next attempt first)
  *
  * Lock order: mu -> context lock (eg_cond_timedwait registers while holding
- * mu); an attempt cancels the context after releasing mu.
+ * mu); an attempt takes mu only after its call returned.
  */
 #include "internal.h"
 
 typedef struct hedge {
-    eg_ctx *ctx;
     eg_fn fn;
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    int finished, failed, winner, err;
-    eg_wg wg;
+    int failed, err;
 } hedge;
 
 typedef struct attempt {
@@ -36,25 +32,34 @@ typedef struct attempt {
     void *arg;
 } attempt;
 
-static void attempt_main(void *p)
+static int attempt_task(eg_ctx *ctx, void *p)
 {
     attempt *a = p;
     hedge *h = a->h;
-    int r = h->fn(h->ctx, a->arg);
-    pthread_mutex_lock(&h->mu);
-    bool won = r == 0 && h->winner < 0;
-    if (won)
-        h->winner = a->index;
+    int r = h->fn(ctx, a->arg);
     if (r != 0) {
+        /* A failure starts the next attempt at once. */
+        pthread_mutex_lock(&h->mu);
         h->failed++;
         if (!h->err)
             h->err = r;
+        pthread_cond_broadcast(&h->cond);
+        pthread_mutex_unlock(&h->mu);
     }
-    h->finished++;
-    pthread_cond_broadcast(&h->cond);
+    return r;
+}
+
+/* Sleeps until the delay passes, an attempt fails, or ctx is done. */
+static void wait_for_next(hedge *h, eg_ctx *ctx, int64_t delay_ns)
+{
+    int64_t until = eg__deadline_after(delay_ns);
+    pthread_mutex_lock(&h->mu);
+    while (h->failed == 0 && !eg_ctx_done(ctx))
+        if (eg_cond_timedwait(ctx, &h->cond, &h->mu, until) == -ETIMEDOUT &&
+            !eg_ctx_done(ctx))
+            break;
+    h->failed = 0;
     pthread_mutex_unlock(&h->mu);
-    if (won)
-        eg_cancel(h->ctx, 0); /* stop the others at once */
 }
 
 int eg_hedge(eg_ctx *parent, eg_fn fn, void *const *args, int attempts,
@@ -67,79 +72,57 @@ int eg_hedge(eg_ctx *parent, eg_fn fn, void *const *args, int attempts,
     attempt *at = eg__calloc((size_t)attempts, sizeof *at);
     if (!at)
         return -ENOMEM;
-    hedge h = {.fn = fn, .winner = -1};
-    h.ctx = eg_with_cancel(parent);
-    if (!h.ctx) {
+    eg_group *g = eg_group_new(parent);
+    if (!g) {
         free(at);
         return -ENOMEM;
     }
+    eg_group_set_policy(g, EG_FIRST_SUCCESS);
+    eg_ctx *ctx = eg_group_ctx(g);
+    hedge h = {.fn = fn};
     pthread_mutex_init(&h.mu, NULL);
     pthread_cond_init(&h.cond, NULL);
-    eg_wg_init(&h.wg);
 
-    int started = 0, rc = 0;
-    pthread_mutex_lock(&h.mu);
-    for (;;) {
-        if (h.winner >= 0)
-            break;
-        bool launch = started < attempts && (started == 0 || h.failed > 0) &&
-                      !eg_ctx_done(h.ctx);
-        if (!launch && started < attempts && !eg_ctx_done(h.ctx)) {
-            /* Wait for the delay, a failure, a winner or the parent. */
-            int64_t until = eg__deadline_after(delay_ns);
-            while (h.winner < 0 && h.failed == 0 && !eg_ctx_done(h.ctx)) {
-                if (eg_cond_timedwait(h.ctx, &h.cond, &h.mu, until) == -ETIMEDOUT &&
-                    !eg_ctx_done(h.ctx))
-                    break;
-            }
-            if (h.winner >= 0)
+    int rc = 0, launch_err = 0;
+    for (int i = 0; i < attempts; i++) {
+        if (i > 0)
+            wait_for_next(&h, ctx, delay_ns);
+        if (eg_ctx_done(ctx))
+            break; /* a winner, or the parent is done (before attempt 0 too) */
+        at[i] = (attempt){&h, i, args ? args[i] : NULL};
+        int r = eg_go(g, attempt_task, &at[i]);
+        if (r < 0) {
+            if (i == 0) {
+                rc = r;
                 break;
-            launch = !eg_ctx_done(h.ctx);
-        }
-        if (launch) {
-            h.failed = 0;
-            attempt *a = &at[started];
-            *a = (attempt){&h, started, args ? args[started] : NULL};
-            pthread_mutex_unlock(&h.mu);
-            int r = eg_wg_go(&h.wg, attempt_main, a);
-            pthread_mutex_lock(&h.mu);
-            if (r < 0) {
-                if (started == 0) {
-                    rc = r;
-                    break;
-                }
-                /* Count it as a failed attempt; the next may start. */
-                h.finished++;
-                h.failed++;
-                if (!h.err)
-                    h.err = r;
             }
-            started++;
-            continue;
+            /* Counts as a failed attempt: the next one may start at once. */
+            if (!launch_err)
+                launch_err = r;
+            pthread_mutex_lock(&h.mu);
+            h.failed++;
+            pthread_mutex_unlock(&h.mu);
         }
-        /* Nothing more to launch: wait for the outcome. */
-        if (h.finished == started)
-            break;
-        eg_cond_wait(eg_background(), &h.cond, &h.mu);
     }
-    pthread_mutex_unlock(&h.mu);
-
-    eg_cancel(h.ctx, 0);
-    eg_wg_wait(&h.wg);
+    int err = eg_wait(g);
+    attempt *w = eg_group_winner(g);
     if (rc == 0) {
-        if (h.winner >= 0) {
+        if (w) {
             if (winner)
-                *winner = h.winner;
+                *winner = w->index;
         } else {
-            rc = h.err ? h.err : eg_ctx_err(parent ? parent : eg_background());
+            pthread_mutex_lock(&h.mu);
+            rc = h.err ? h.err : err ? err : launch_err;
+            pthread_mutex_unlock(&h.mu);
+            if (!rc)
+                rc = eg_ctx_err(parent ? parent : eg_background());
             if (!rc)
                 rc = -ECANCELED;
         }
     }
-    eg_wg_destroy(&h.wg);
+    eg_group_free(g);
     pthread_cond_destroy(&h.cond);
     pthread_mutex_destroy(&h.mu);
-    eg_ctx_release(h.ctx);
     free(at);
     return rc;
 }

@@ -185,6 +185,20 @@ EG_HIDDEN void eg__trace_append(eg__trace *t, const eg_trace_entry *e);
 EG_HIDDEN size_t eg__trace_copy(const eg__trace *t, eg_trace_entry *out, size_t cap);
 EG_HIDDEN void eg__trace_free(eg__trace *t);
 
+/* ---- group.c, for print.c ------------------------------------------------ */
+/* A snapshot of what eg_group_print shows: the trace when tracing was on,
+ * else the errors (v: malloc'd copy, the caller frees it). */
+typedef struct eg__print_info {
+    eg_trace_entry *v;
+    size_t n;
+    bool tracing;
+    bool has_winner;
+    size_t winner_index; /* in v; SIZE_MAX: none known */
+    size_t ndetached;
+    int err;             /* what eg_wait returns */
+} eg__print_info;
+EG_HIDDEN size_t eg__group_print_info(eg_group *g, eg__print_info *pi);
+
 /* ---- cond.c: waiting on a parker under a mutex ------------------------------- */
 typedef struct eg__parker eg__parker;
 /* Called with mu held, after queuing a node holding p where a peer finds it

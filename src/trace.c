@@ -46,6 +46,8 @@ const char *eg_outcome_name(eg_outcome outcome)
         return "failed";
     case EG_OUTCOME_CANCELLED:
         return "cancelled";
+    case EG_OUTCOME_DETACHED:
+        return "detached";
     }
     return "unknown";
 }

@@ -6,7 +6,9 @@
  * (eg/pool.h) and receive that context. The first task to return non-zero
  * cancels the context with its result as the cause, so its siblings see
  * eg_ctx_err(ctx) == -ECANCELED and eg_ctx_cause(ctx) == that result;
- * eg_wait returns that first result once every task has returned.
+ * eg_wait returns that first result once every task has returned. That is
+ * the default policy, EG_FAIL_FAST; eg_group_set_policy chooses another
+ * (the first success wins, or every task runs to its end).
  *
  * Thread safety: eg_go, eg_try_go, eg_wait and the getters may be called from
  * any thread, concurrently. eg_set_limit may race with them but changes
@@ -14,6 +16,8 @@
  */
 #ifndef EG_GROUP_H
 #define EG_GROUP_H
+
+#include <stdio.h>
 
 #include "eg/ctx.h"
 #include "eg/pool.h"
@@ -69,7 +73,8 @@ EG_EXPORT eg_ctx *eg_group_ctx(eg_group *g);
  * is not started:
  * - -EINVAL: g or fn is NULL, or the limit is 0;
  * - -ENOMEM: out of memory;
- * - -EAGAIN: no thread could be started to run it.
+ * - -EAGAIN: no thread could be started to run it;
+ * - -ECANCELED: eg_wait_grace() detached tasks of g: it takes no more.
  * Blocks: While the group is at its limit (eg_set_limit()), until a task
  * returns; "active" means admitted: started or waiting in the pool's
  * queue. It never runs a task inline.
@@ -214,9 +219,11 @@ typedef enum eg_outcome {
     EG_OUTCOME_OK,        /* returned 0 */
     EG_OUTCOME_FAILED,    /* returned non-zero while the group's context
                            * was live: it failed on its own */
-    EG_OUTCOME_CANCELLED  /* returned non-zero after the group's context was
+    EG_OUTCOME_CANCELLED, /* returned non-zero after the group's context was
                            * done (a sibling failed, the parent was cancelled
                            * or its deadline passed) */
+    EG_OUTCOME_DETACHED   /* still running when eg_wait_grace stopped waiting
+                           * for it; whatever it returns is ignored */
 } eg_outcome;
 
 typedef struct eg_trace_entry {
@@ -226,7 +233,11 @@ typedef struct eg_trace_entry {
     eg_outcome outcome;
     bool first_error;  /* result is the error eg_wait returns */
     int64_t start_ns;  /* eg_now() when the task started to run */
-    int64_t end_ns;    /* eg_now() when it returned */
+    int64_t end_ns;    /* eg_now() when it returned (detached: when it was
+                        * detached) */
+    const char *errmsg; /* the failure's text (eg_errorf's, else
+                         * eg_strerror(result)); "" for a success. Owned by
+                         * the group, valid until eg_group_free. */
 } eg_trace_entry;
 
 /**
@@ -234,7 +245,7 @@ typedef struct eg_trace_entry {
  *
  * With tracing on, the group keeps one eg_trace_entry per finished task
  * started from now on (eg_group_trace()). Tracing costs two clock reads
- * and a locked append per task.
+ * and two short locked sections per task.
  *
  * Returns: 0; -EBUSY and no change while tasks are active; -EINVAL for
  * NULL.
@@ -281,7 +292,7 @@ EG_EXPORT size_t eg_group_trace(eg_group *g, eg_trace_entry *out, size_t cap);
 /**
  * eg_outcome_name() - the name of a trace outcome
  *
- * Returns: "ok", "failed" or "cancelled"; "unknown" for a value that is
+ * Returns: "ok", "failed", "cancelled" or "detached"; "unknown" for a value that is
  * not an eg_outcome.
  * Blocks: No.
  * Thread-safety: Any thread.
@@ -290,16 +301,180 @@ EG_EXPORT size_t eg_group_trace(eg_group *g, eg_trace_entry *out, size_t cap);
  */
 EG_EXPORT const char *eg_outcome_name(eg_outcome outcome);
 
+/* ---- every error, with its task ---------------------------------------- */
+
+/**
+ * eg_group_errors() - every failed task of a group, in finishing order
+ *
+ * Kept whether tracing is on or not: each entry has the task's name, arg,
+ * result, errmsg, outcome (EG_OUTCOME_FAILED, EG_OUTCOME_CANCELLED, or
+ * EG_OUTCOME_DETACHED for a task eg_wait_grace() left running: result 0,
+ * errmsg says so) and end_ns. start_ns is measured only with tracing on (a
+ * success must cost no clock read): without it, start_ns is 0.
+ * first_error marks the entry whose result eg_wait() returns (none after
+ * an EG_FIRST_SUCCESS win). A failure whose entry could not be stored
+ * (ENOMEM) is left out; the group's error is still right.
+ *
+ * Returns: How many entries the group holds (more than cap means some were
+ * not copied), as eg_group_trace(); 0 for NULL g.
+ * Blocks: No (takes the group's lock briefly).
+ * Thread-safety: Any thread, before eg_group_free(); entries of tasks still
+ * running are not there yet.
+ * Ownership: out is the caller's array of cap entries. errmsg points into
+ * the group (valid until eg_group_free()), name at the eg_go_named() name.
+ * NULL: out may be NULL when cap is 0 (to ask for the count).
+ * See also: eg_group_print, eg_group_trace
+ */
+EG_EXPORT size_t eg_group_errors(eg_group *g, eg_trace_entry *out, size_t cap);
+
+/**
+ * eg_group_print() - print a group's tasks as a table
+ *
+ * Prints the trace (with tracing on) or else the errors as an aligned
+ * table: task (its name, else its arg as a pointer), outcome, result text,
+ * start and end in ms from the first start ("-" when not measured; without
+ * tracing, times count from the first failure), and a mark: "<- first
+ * error" on the entry eg_wait() returns, "<- winner" on the
+ * EG_FIRST_SUCCESS winner, "<- detached" on tasks eg_wait_grace() left
+ * running. A last line gives eg_wait()'s result.
+ *
+ * Returns: 0;
+ * - -EINVAL: g or f is NULL;
+ * - -ENOMEM: no memory for the snapshot (nothing printed);
+ * - -EIO: writing to f failed.
+ * Blocks: On f's writes; never while holding the group's lock.
+ * Thread-safety: Any thread; prints a snapshot (after eg_wait() it is the
+ * whole story).
+ * Ownership: f stays the caller's and is not flushed.
+ * NULL: Returns -EINVAL.
+ */
+EG_EXPORT int eg_group_print(eg_group *g, FILE *f);
+
+/* ---- policies ------------------------------------------------------------ */
+
+typedef enum eg_policy {
+    /* The default, Go's errgroup: the first failure cancels the group's
+     * context (cause: that failure); eg_wait returns it. */
+    EG_FAIL_FAST = 0,
+    /* A race: the first task to return 0 wins and cancels the rest (cause
+     * -ECANCELED); failures cancel nothing. eg_wait returns 0 if any task
+     * succeeded, else the first failure in finishing order.
+     * eg_group_winner names the winner. */
+    EG_FIRST_SUCCESS = 1,
+    /* Every task runs to its end: failures cancel nothing. eg_wait returns
+     * the first failure in finishing order; eg_group_errors has them all. */
+    EG_COLLECT_ALL = 2,
+} eg_policy;
+
+/**
+ * eg_group_set_policy() - choose how task results steer a group
+ *
+ * EG_FAIL_FAST (the default), EG_FIRST_SUCCESS or EG_COLLECT_ALL (see
+ * eg_policy). Limits, tracing, nested groups and both executors work with
+ * every policy; the parent's cancel and deadline reach the tasks under
+ * every policy. A first error or a winner, once there, stays for the
+ * group's life.
+ *
+ * Returns: 0;
+ * - -EINVAL: g is NULL or p is unknown;
+ * - -EBUSY: a task is active (nothing changed).
+ * Blocks: No.
+ * Thread-safety: As eg_set_limit().
+ * Ownership: Nothing passes.
+ * NULL: Returns -EINVAL.
+ * See also: eg_group_winner
+ */
+EG_EXPORT int eg_group_set_policy(eg_group *g, eg_policy p);
+
+/**
+ * eg_group_winner() - the winner of an EG_FIRST_SUCCESS group
+ *
+ * Returns: The arg the first task to return 0 was started with; NULL
+ * before any task succeeded, under the other policies, and for NULL g. A
+ * winner whose arg is NULL cannot be told from none (eg_wait() returning 0
+ * can): give the tasks distinct args.
+ * Blocks: No.
+ * Thread-safety: Any thread.
+ * Ownership: The arg is the caller's, as it was.
+ * NULL: Returns NULL.
+ */
+EG_EXPORT void *eg_group_winner(eg_group *g);
+
+/* ---- a bounded wait -------------------------------------------------------- */
+
+/**
+ * eg_wait_grace() - wait for a group, but not long after its context is done
+ *
+ * As eg_wait() while the group's context is live (except that it does not
+ * run queued tasks on the calling thread). Once the context is done (a
+ * failure, the first success, the parent's cancel or deadline) it waits at
+ * most grace_ns more; tasks still admitted then are detached: their
+ * results are ignored, they appear in the trace (with tracing on) and in
+ * eg_group_errors() with outcome EG_OUTCOME_DETACHED (without tracing, and
+ * for tasks still queued, the group only counts them; eg_group_print()
+ * says how many), and the group takes no new task (eg_go() returns
+ * -ECANCELED). The context is cancelled as eg_wait() does. For tasks stuck
+ * where no context reaches (a blocking gethostbyname(), a library without
+ * a cancellable call): the caller answers on time, the straggler cleans up
+ * after itself.
+ *
+ * Returns: What eg_wait() returns (the first error; 0 for an
+ * EG_FIRST_SUCCESS win); when tasks were detached and that is 0 without a
+ * win, the context's error (-ECANCELED, -ETIMEDOUT);
+ * - -EINVAL: g is NULL or grace_ns < 0;
+ * - -EDEADLK: called from inside one of the group's own tasks.
+ * Blocks: Until the tasks return, or grace_ns after the context is done.
+ * Thread-safety: As eg_wait().
+ * Ownership: After a detach, eg_group_free() returns at once: the group's
+ * memory and context live until the last detached task returns, which
+ * frees them (eg_live_objects() drops then). Detached tasks keep their
+ * args: the caller must let them finish with them.
+ * NULL: Returns -EINVAL.
+ */
+EG_EXPORT int eg_wait_grace(eg_group *g, int64_t grace_ns);
+
+/* ---- waiting from an event loop ------------------------------------------- */
+
+/* Called once by eg_wait_async(): err is what eg_wait() would return. */
+typedef void (*eg_done_fn)(eg_group *g, int err, void *arg);
+
+/**
+ * eg_wait_async() - wait for a group without blocking; a callback when done
+ *
+ * Returns at once; fn(g, err, arg) runs exactly once, on a library thread
+ * (a pool thread; never inside this call, even on an idle group), after
+ * every task started before this call has returned (and any started since
+ * that kept the group busy), with err as eg_wait() would return it and the
+ * group's context cancelled as eg_wait() does. fn may start tasks, call
+ * eg_wait_async() again, or call eg_group_free(g) (then nobody else may).
+ * Typical use: fn posts to an event loop (uv_async_send(), a write to an
+ * eventfd) and the loop thread reads the result; see the README's "Using
+ * groups from an event loop".
+ *
+ * Returns: 0;
+ * - -EINVAL: g or fn is NULL;
+ * - -EBUSY: an async wait is already pending (fn will not be called).
+ * Blocks: No.
+ * Thread-safety: Any thread; the caller may exit before fn runs.
+ * eg_group_free() called meanwhile (not from fn) waits until fn returned.
+ * Ownership: arg stays the caller's and is passed to fn unchanged.
+ * NULL: g or fn NULL returns -EINVAL; arg may be NULL.
+ */
+EG_EXPORT int eg_wait_async(eg_group *g, eg_done_fn fn, void *arg);
+
 /**
  * eg_group_free() - wait for a group's tasks, then free it
  *
  * Waits for running tasks (as eg_wait() does, without cancelling the
- * context), then frees the group and drops its reference to its context.
+ * context) and for a pending or running eg_wait_async() callback (unless
+ * called from it), then frees the group and drops its reference to its
+ * context. After eg_wait_grace() detached tasks it returns at once and the
+ * last of them frees the group.
  * Called from inside one of the group's own tasks it does nothing (the
  * group cannot be freed there).
  *
  * Returns: Nothing.
- * Blocks: Until every started task has returned.
+ * Blocks: Until every started task has returned (not for detached ones).
  * Thread-safety: Must be the last call on the group; using g after it is
  * undefined behaviour that is not detected.
  * Ownership: Frees the group, its trace and its error text.

@@ -3,10 +3,14 @@
  *
  * A tail-latency tool: the same request is sent again, to another replica
  * or the same service, when the first attempt has not answered after a
- * delay; the first answer wins and the others are cancelled. Every attempt
- * runs on the pool with the same context, a child of the parent that is
- * cancelled once an attempt wins (an attempt cannot be cancelled alone);
- * eg_hedge returns only after every attempt it started has returned.
+ * delay; the first answer wins and the others are cancelled. eg_hedge
+ * returns only after every attempt it started has returned.
+ *
+ * It is a thin layer over a group with the EG_FIRST_SUCCESS policy
+ * (eg/group.h): the attempts are that group's tasks and all share its one
+ * context, a child of parent (values and deadline come from parent). The
+ * first attempt to return 0 cancels that context for the others (cause
+ * -ECANCELED); a parent's cancel or deadline reaches all of them.
  */
 #ifndef EG_HEDGE_H
 #define EG_HEDGE_H
@@ -23,10 +27,11 @@ extern "C" {
  * Runs fn(ctx, args[0]) on the pool; each time delay_ns passes without a
  * success, and at once when an attempt fails, starts the next attempt
  * fn(ctx, args[i]), up to attempts in all. The first attempt to return 0
- * wins: the attempts' shared context is cancelled (cause -ECANCELED). With
- * a parent already done no attempt runs. A delay_ns too large for
- * eg_now() + delay_ns (up to INT64_MAX) means "never": a later attempt then
- * starts only when one fails.
+ * wins: the others' context is cancelled (cause -ECANCELED). With a parent
+ * already done no attempt runs (the parent's error is returned). The
+ * attempts share one context (see the top of this header). A delay_ns too
+ * large for eg_now() + delay_ns (up to INT64_MAX) means "never": a later
+ * attempt then starts only when one fails.
  *
  * Returns: 0 when an attempt succeeded, with *winner set to its index.
  * Otherwise *winner is -1 and it returns:
