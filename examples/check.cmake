@@ -116,6 +116,26 @@ elseif(MODE STREQUAL "fanout_bad_flag")
   expect_rc(0)
   expect_match("${out}" "usage: fanout")
 
+# ---- handler3 (under withservers) ------------------------------------------
+elseif(MODE STREQUAL "handler3")
+  execute_process(COMMAND ${WITH} ${EXE} --redis @REDIS_PORT@ --pg @PG_CONNINFO@
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  expect_rc(0)
+  if(NOT out STREQUAL "profile: HTTP 200\nsession: alice\norders: 3\n")
+    fail("unexpected output")
+  endif()
+
+elseif(MODE STREQUAL "handler3_fail")
+  # The HTTP backend fails; the 30 s query is cancelled on the server (the
+  # run ends long before it would; ctest's timeout is the bound).
+  execute_process(COMMAND ${WITH} ${EXE} --redis @REDIS_PORT@ --pg @PG_CONNINFO@
+      --fail http --pg-sleep 30
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  expect_rc(1)
+  expect_match("${err}" "handler: profile service: HTTP 500\n")
+  expect_match("${out}" "profile \\(HTTP\\): failed\n")
+  expect_match("${out}" "orders \\(PostgreSQL\\): cancelled\n")
+
 # ---- md5all -----------------------------------------------------------------
 elseif(MODE STREQUAL "md5all")
   file(REMOVE_RECURSE "${WORK}")

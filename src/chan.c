@@ -29,16 +29,17 @@
  * so the outcome is exact: a send whose context ends before a receiver took
  * the element returns the context's error and delivered nothing; one whose
  * element was taken returns 0 even if its context ended meanwhile. A peer
- * signals the node's own condition variable while holding mu, so the node
- * cannot be destroyed before the signal has returned.
+ * unparks the node's parker while holding mu, so the node cannot be
+ * destroyed before the unpark has returned; a cancel unparks it without any
+ * lock (eg__wait_parked).
  *
  * Lock order: ch->mu is the channel's only lock and is taken before any
- * context lock (eg_cond_wait registers with the context while mu is held).
+ * context lock (eg__wait_parked registers with the context while mu is held).
  * No user code runs under it.
  */
 #include <string.h>
 
-#include "internal.h"
+#include "exec.h"
 #include "list.h"
 
 enum { CHAN_WAITING, CHAN_DONE, CHAN_CLOSED };
@@ -46,7 +47,7 @@ enum { CHAN_WAITING, CHAN_DONE, CHAN_CLOSED };
 typedef struct chan_waiter chan_waiter;
 struct chan_waiter {
     eg__link link; /* in sendq or recvq */
-    pthread_cond_t cond;
+    eg__parker parker;
     const void *src; /* a sender's element */
     void *dst;       /* a receiver's destination, NULL to drop the element */
     int state;
@@ -75,11 +76,11 @@ static chan_waiter *queue_pop(chan_queue *q)
 }
 
 /* Settles an unlinked waiter. Called with mu held, so the waiter cannot see
- * its new state (and destroy its condition variable) before the signal. */
+ * its new state (and free its node) before the unpark returned. */
 static void waiter_finish(chan_waiter *w, int state)
 {
     w->state = state;
-    pthread_cond_signal(&w->cond);
+    eg__unpark(&w->parker);
 }
 
 static unsigned char *slot(eg_chan *ch, size_t i)
@@ -157,14 +158,11 @@ static int recv_locked(eg_chan *ch, void *elem)
  * ends first. Called and returns with mu held. */
 static int wait_settled(eg_ctx *ctx, eg_chan *ch, chan_queue *q, chan_waiter *w)
 {
-    int rc = pthread_cond_init(&w->cond, NULL);
-    if (rc != 0)
-        return -rc;
     w->state = CHAN_WAITING;
     queue_push(q, w);
-    rc = 0;
+    int rc = 0;
     while (w->state == CHAN_WAITING) {
-        int err = eg_cond_wait(ctx, &w->cond, &ch->mu);
+        int err = eg__wait_parked(ctx, &ch->mu, &w->parker);
         if (err && w->state == CHAN_WAITING) {
             queue_unlink(q, w);
             rc = err;
@@ -173,7 +171,6 @@ static int wait_settled(eg_ctx *ctx, eg_chan *ch, chan_queue *q, chan_waiter *w)
     }
     if (w->state == CHAN_CLOSED)
         rc = -EPIPE;
-    pthread_cond_destroy(&w->cond);
     return rc;
 }
 

@@ -26,6 +26,12 @@ void eg__ts_from_ns(struct timespec *ts, int64_t ns)
     ts->tv_nsec = (long)(ns % EG_NSEC_PER_SEC);
 }
 
+void eg__condattr_monotonic(pthread_condattr_t *attr)
+{
+    pthread_condattr_init(attr);
+    pthread_condattr_setclock(attr, CLOCK_MONOTONIC);
+}
+
 const char *eg_strerror(int err)
 {
     if (err == 0)

@@ -155,6 +155,7 @@ struct carrier {
     int nfd;                /* fd waits registered on ep */
     bool spinning;
     bool rescue;
+    bool guest;             /* a waiting thread's temporary carrier */
     long nlive;             /* started coroutines not done */
     unsigned schedtick;
     uint32_t rnd;
@@ -237,7 +238,8 @@ static uint32_t rnd_next(carrier *c)
     return c->rnd = x;
 }
 
-eg__coro *eg__coro_self(void) { return tls_self; }
+eg__coro *eg__coro_current(void) { return tls_self; }
+void *eg__coro_self(void) { return tls_self; }
 
 /* ---- the run queue ring (Go's runqput / runqget / runqsteal) ------------- */
 
@@ -719,7 +721,7 @@ static short from_epoll(unsigned e)
     return r;
 }
 
-int eg__coro_wait_fd(int fd, short events, int64_t deadline, atomic_uint *st)
+int eg__coro_poll_fd(int fd, short events, int64_t deadline, atomic_uint *st)
 {
     eg__coro *co = tls_self;
     if (!co)
@@ -1413,20 +1415,164 @@ int eg__coro_carriers(void)
     return G.n;
 }
 
-int eg__coro_submit(eg__task *t)
+static int coro_submit(eg__task *t, eg__queue *q);
+
+int eg__coro_submit(eg__task *t) { return coro_submit(t, NULL); }
+
+int eg__coro_submit_q(eg__queue *q, eg__task *t) { return coro_submit(t, q); }
+
+static int coro_submit(eg__task *t, eg__queue *q)
 {
     if (!t)
         return -EINVAL;
     int r = coro_start();
     if (r)
         return r == -ENOMEM ? -ENOMEM : -EAGAIN;
+    t->queue = q;
     carrier *c = tls_car;
-    if (c && !atomic_load_explicit(&c->retired, memory_order_relaxed))
+    /* A guest (eg__coro_help) has no ring anyone steals from. */
+    if (c && !c->guest && !atomic_load_explicit(&c->retired, memory_order_relaxed))
         runq_put(c, t);
     else
         global_put_batch(t, t, 1);
     wakep();
     return 0;
+}
+
+/* ---- the waiting thread as a temporary carrier ------------------------------ */
+
+/* A thread that waits for a coroutine group (eg_wait from main, or from a
+ * pool thread) would sleep on a futex and cost a thread wake per group. It
+ * runs the group's tasks itself instead, as coroutines on its own stack
+ * pool, with its own poller and timers: a task that parks resumes here, and
+ * a cancel by a sibling readies it here with no wake at all. It takes only
+ * tasks of that group still in the global queue (carriers may have taken
+ * others), and returns once those and every coroutine it started are done,
+ * because its coroutines cannot move to another carrier. */
+static _Thread_local carrier *tls_guest;
+static pthread_key_t guest_key;
+static pthread_once_t guest_once = PTHREAD_ONCE_INIT;
+
+static void guest_free(void *p)
+{
+    carrier *c = p;
+    while (c->nstacks)
+        eg__stack_put(c->stacks[--c->nstacks]);
+    while (c->free) {
+        eg__coro *n = c->free->next;
+        free(c->free);
+        c->free = n;
+    }
+    free(c->heap);
+    close(c->ep);
+    close(c->evfd);
+    free(c);
+}
+
+static void guest_key_init(void)
+{
+    if (pthread_key_create(&guest_key, guest_free) != 0)
+        guest_key = (pthread_key_t)-1;
+}
+
+static carrier *guest_get(void)
+{
+    if (tls_guest)
+        return tls_guest;
+    pthread_once(&guest_once, guest_key_init);
+    if (guest_key == (pthread_key_t)-1)
+        return NULL;
+    carrier *c = aligned_alloc(64, (sizeof *c + 63) & ~(size_t)63);
+    if (!c)
+        return NULL;
+    memset(c, 0, sizeof *c);
+    if (carrier_init(c, -1, false) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->guest = true;
+    if (pthread_setspecific(guest_key, c) != 0) {
+        guest_free(c);
+        return NULL;
+    }
+    tls_guest = c;
+    return c;
+}
+
+/* Unlinks a task of q from the first few of the global queue. */
+static eg__task *global_take_queue(eg__queue *q)
+{
+    if (atomic_load_explicit(&G.gq_len, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&G.gq_mu);
+    eg__task *prev = NULL, *t = G.gq_head;
+    for (int i = 0; t && i < 64; i++, prev = t, t = t->next) {
+        if (t->queue != q)
+            continue;
+        if (prev)
+            prev->next = t->next;
+        else
+            G.gq_head = t->next;
+        if (G.gq_tail == t)
+            G.gq_tail = prev;
+        atomic_fetch_sub_explicit(&G.gq_len, 1, memory_order_relaxed);
+        break;
+    }
+    pthread_mutex_unlock(&G.gq_mu);
+    return t;
+}
+
+void eg__coro_help(eg__queue *q)
+{
+    if (tls_self || tls_car || __atomic_load_n(&G.state, __ATOMIC_ACQUIRE) != 1)
+        return;
+    if (!q || atomic_load_explicit(&G.gq_len, memory_order_relaxed) == 0)
+        return;
+    carrier *c = guest_get();
+    if (!c)
+        return;
+#ifdef EG_TSAN
+    c->tsan_fiber = __tsan_get_current_fiber();
+#endif
+    tls_car = c;
+    for (;;) {
+        run_timers(c);
+        drain_inbox(c);
+        if (c->ready_head) {
+            eg__coro *co = c->ready_head;
+            c->ready_head = co->next;
+            if (!c->ready_head)
+                c->ready_tail = NULL;
+            resume(c, co);
+            continue;
+        }
+        eg__task *t = c->nlive < 1024 ? global_take_queue(q) : NULL;
+        if (t) {
+            start_task(c, t);
+            continue;
+        }
+        if (c->nlive == 0)
+            break;
+        if (c->nfd) {
+            poll_events(c, 0);
+            if (c->ready_head)
+                continue;
+        }
+        atomic_store(&c->sleeping, 1);
+        /* seq_cst: pairs with make_ready's push then carrier_notify. */
+        if (!atomic_load(&c->inbox)) {
+            int timeout = -1;
+            if (c->heap_len) {
+                int64_t d = c->heap[0]->deadline - eg_now();
+                timeout = d <= 0 ? 0 : (int)((d + EG_NSEC_PER_MSEC - 1) / EG_NSEC_PER_MSEC);
+                if (d > (int64_t)INT_MAX * EG_NSEC_PER_MSEC)
+                    timeout = INT_MAX;
+            }
+            poll_events(c, timeout);
+        }
+        atomic_store(&c->sleeping, 0);
+    }
+    tls_car = NULL;
 }
 
 void eg__coro_get_stats(eg__coro_stats *s)

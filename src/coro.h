@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "exec.h"
 
 /* ---- coro.c ------------------------------------------------------------- */
 typedef struct eg__coro eg__coro;
@@ -29,8 +29,11 @@ enum { EG__CPARK_WAITING = 0, EG__CPARK_NOTIFIED = 1, EG__CPARK_TIMEDOUT = 2, EG
 /* Queues t to run on a new coroutine. Returns 0, or -EAGAIN when no carrier
  * thread could be started (t was not queued). Any thread. */
 EG_HIDDEN int eg__coro_submit(eg__task *t);
-/* The coroutine running on this thread, or NULL on a plain thread. */
-EG_HIDDEN eg__coro *eg__coro_self(void);
+/* The same, for a task of q (a group's queue): eg__coro_help(q) finds it. */
+EG_HIDDEN int eg__coro_submit_q(eg__queue *q, eg__task *t);
+/* The coroutine running on this thread, or NULL on a plain thread
+ * (eg__coro_self, exec.h, is the same as a void *). */
+EG_HIDDEN eg__coro *eg__coro_current(void);
 /* Parks the calling coroutine until eg__coro_unpark(st, self) or
  * deadline_ns (INT64_MAX: none). *st must be WAITING or already NOTIFIED.
  * Returns 0 when notified, -ETIMEDOUT. Coroutine only. */
@@ -39,26 +42,20 @@ EG_HIDDEN int eg__coro_park(atomic_uint *st, int64_t deadline_ns);
  * return at once). Any thread, under any lock; never blocks or allocates.
  * Returns true if this call won (the park ends as notified). */
 EG_HIDDEN bool eg__coro_unpark(atomic_uint *st, eg__coro *c);
-/* Between begin and end, the wake-ups that eg__coro_unpark calls of this
- * thread would send to sleeping carriers are deferred to end, one per
- * carrier: a cancel that ends many parks wakes each carrier once. Nests.
- * Any thread; call end outside the locks held around the unparks. */
-EG_HIDDEN void eg__coro_batch_begin(void);
-EG_HIDDEN void eg__coro_batch_end(void);
-/* Lets the carrier run other coroutines; a sched_yield on a plain thread. */
-EG_HIDDEN void eg__coro_yield(void);
+/* eg__coro_batch_begin/end (exec.h) defer the carrier wake-ups of the
+ * unparks between them to the end, one per carrier. */
 /* Sleeps the calling coroutine until deadline_ns. */
 EG_HIDDEN void eg__coro_sleep_until(int64_t deadline_ns);
 /* Waits on the carrier's poller for fd to report one of events (POLLIN,
  * POLLOUT, POLLPRI) or deadline_ns, or an eg__coro_unpark(st, self).
  * *st must be WAITING. Returns poll revents (>0), 0 at the deadline,
  * -ECANCELED when unparked, or a negative errno from epoll (-EBADF...). */
-EG_HIDDEN int eg__coro_wait_fd(int fd, short events, int64_t deadline_ns, atomic_uint *st);
-/* Brackets code that blocks the carrier outside the library: the carrier's
- * runnable unstarted work moves to another carrier at once. Coroutine only
- * (no-ops elsewhere). */
-EG_HIDDEN void eg__coro_blocking_begin(void);
-EG_HIDDEN void eg__coro_blocking_end(void);
+EG_HIDDEN int eg__coro_poll_fd(int fd, short events, int64_t deadline_ns, atomic_uint *st);
+/* eg__coro_yield, eg__coro_blocking_begin/end: see exec.h. */
+/* Runs the unstarted tasks of q that wait in the global queue on the
+ * calling thread, which becomes a temporary carrier for them, until they
+ * and every coroutine it started are done. No-op on a coroutine. */
+EG_HIDDEN void eg__coro_help(eg__queue *q);
 /* Number of carriers the scheduler aims for (starts them on first use). */
 EG_HIDDEN int eg__coro_carriers(void);
 

@@ -37,12 +37,10 @@
 #include <string.h>
 #include <unistd.h>
 #ifdef __linux__
-#include <linux/futex.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #endif
 
-#include "internal.h"
+#include "exec.h"
 
 enum { K_BACKGROUND, K_CANCEL, K_VALUE, K_WITHOUT };
 
@@ -61,8 +59,7 @@ struct eg_ctx {
     atomic_int err;
     int cause; /* written before err is released */
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* eg_ctx_wait sleepers without futexes */
-    atomic_int nwait;    /* eg_ctx_wait sleepers */
+    atomic_int nwait; /* eg_ctx_wait sleepers on err (eg__futex_wait) */
     eg_ctx *attach; /* whose children list holds this one */
     bool linked;    /* in attach->children; guarded by attach->mu */
     eg_ctx *children, *sib_prev, *sib_next;
@@ -74,15 +71,6 @@ struct eg_ctx {
 };
 
 static eg_ctx background = {.kind = K_BACKGROUND, .deadline = NO_DEADLINE};
-
-static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
-static pthread_condattr_t mono_attr;
-
-static void ctx_init_once(void)
-{
-    pthread_condattr_init(&mono_attr);
-    pthread_condattr_setclock(&mono_attr, CLOCK_MONOTONIC);
-}
 
 eg_ctx *eg_background(void) { return &background; }
 
@@ -120,7 +108,6 @@ static void ctx_destroy(eg_ctx *c)
             close(c->fd);
         if (c->wfd >= 0 && c->wfd != c->fd)
             close(c->wfd);
-        pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->mu);
     }
     eg_ctx *parent = c->parent;
@@ -160,37 +147,29 @@ static void signal_fd(eg_ctx *c)
     (void)r;
 }
 
-#ifdef __linux__
-/* eg_ctx_wait sleeps on the err word itself: one FUTEX_WAKE releases every
- * sleeper, and none has to take the context's lock again to leave. */
-static void wake_sleepers(eg_ctx *c)
-{
-    syscall(SYS_futex, &c->err, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
+/* eg_ctx_wait sleeps on the err word itself (eg__futex_wait, for threads
+ * and coroutines alike): one wake releases every sleeper, and none has to
+ * take the context's lock again to leave. The word only ever goes from 0 to
+ * an error, so a sleeper that sees 0 and sleeps on 0 cannot miss it. */
+static atomic_uint *err_word(eg_ctx *c) { return (atomic_uint *)(void *)&c->err; }
+
+static void wake_sleepers(eg_ctx *c) { eg__futex_wake(err_word(c), INT_MAX); }
 
 /* Sleeps while err == 0, until deadline_ns (NO_DEADLINE: no limit). */
 static int sleep_on_err(eg_ctx *c, int64_t deadline_ns)
 {
     int err;
-    atomic_fetch_add(&c->nwait, 1);
-    while (!(err = atomic_load(&c->err))) {
-        struct timespec ts, *tsp = NULL;
-        if (deadline_ns != NO_DEADLINE) {
-            if (eg_now() >= deadline_ns)
-                break;
-            eg__ts_from_ns(&ts, deadline_ns);
-            tsp = &ts;
-        }
-        /* Absolute CLOCK_MONOTONIC timeout; returns at once if err != 0. */
-        syscall(SYS_futex, &c->err, FUTEX_WAIT_BITSET_PRIVATE, 0, tsp, NULL,
-                FUTEX_BITSET_MATCH_ANY);
+    /* Seq_cst increment, then seq_cst load of err: pairs with do_cancel's
+     * store of err, seq_cst fence, load of nwait (Dekker): either we see
+     * err, or the canceller sees us counted and wakes us. */
+    atomic_fetch_add_explicit(&c->nwait, 1, memory_order_seq_cst);
+    while (!(err = atomic_load_explicit(&c->err, memory_order_seq_cst))) {
+        if (eg__futex_wait(err_word(c), 0, deadline_ns) == -ETIMEDOUT)
+            break;
     }
-    atomic_fetch_sub(&c->nwait, 1);
+    atomic_fetch_sub_explicit(&c->nwait, 1, memory_order_relaxed);
     return err;
 }
-#else
-static void wake_sleepers(eg_ctx *c) { pthread_cond_broadcast(&c->cond); }
-#endif
 
 /* Marks c done and cancels its subtree. The caller holds a reference to c,
  * or c's attach lock (c cannot be freed while linked), or is c's timer. */
@@ -221,9 +200,11 @@ static void do_cancel(eg_ctx *c, int err, int cause)
     }
     c->waiters = NULL;
 
-    /* Seq_cst pairs with the sleeper's increment then load of err: either
-     * it sees err, or we see it counted. */
-    if (atomic_load(&c->nwait))
+    /* The fence orders the store of err before the load of nwait; it pairs
+     * with sleep_on_err's increment then load of err (Dekker): either the
+     * sleeper sees err, or we see it counted. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&c->nwait, memory_order_relaxed))
         wake_sleepers(c);
     signal_fd(c);
     if (c->has_timer)
@@ -235,13 +216,18 @@ void eg_cancel(eg_ctx *ctx, int cause)
 {
     if (!ctx || ctx->kind != K_CANCEL)
         return;
+    /* Coroutines released by the cancel: one wake per carrier. */
+    eg__coro_batch_begin();
     do_cancel(ctx, -ECANCELED, cause ? cause : -ECANCELED);
+    eg__coro_batch_end();
 }
 
 static void on_deadline(eg__timer *t)
 {
     eg_ctx *c = (eg_ctx *)((char *)t - offsetof(eg_ctx, timer));
+    eg__coro_batch_begin();
     do_cancel(c, -ETIMEDOUT, c->deadline_cause);
+    eg__coro_batch_end();
 }
 
 /* ---- construction ------------------------------------------------------ */
@@ -263,7 +249,6 @@ static eg_ctx *new_cancel(eg_ctx *parent, int64_t deadline, int cause)
 {
     if (!parent)
         parent = &background;
-    pthread_once(&ctx_once, ctx_init_once);
     eg_ctx *c = ctx_alloc(parent, K_CANCEL);
     if (!c)
         return NULL;
@@ -272,7 +257,6 @@ static eg_ctx *new_cancel(eg_ctx *parent, int64_t deadline, int cause)
     c->timer.index = SIZE_MAX;
     c->timer.fire = on_deadline;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cond, &mono_attr);
 
     bool own_deadline = deadline < parent->deadline;
     if (own_deadline) {
@@ -421,53 +405,23 @@ void *eg_ctx_value(eg_ctx *ctx, const void *key)
 
 /* ---- waiting ------------------------------------------------------------- */
 
-/* Contexts that can never be done still honour a deadline of the waiter. */
-static pthread_mutex_t never_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t never_cond;
-
-static void never_init_once(void) { pthread_cond_init(&never_cond, &mono_attr); }
-
 int eg_ctx_wait_until(eg_ctx *ctx, int64_t deadline_ns)
 {
     if (!ctx)
         return -EINVAL;
     eg_ctx *c = ctx->canceller;
-    struct timespec ts;
-    eg__ts_from_ns(&ts, deadline_ns);
     if (!c) {
-        static pthread_once_t once = PTHREAD_ONCE_INIT;
-        pthread_once(&ctx_once, ctx_init_once);
-        pthread_once(&once, never_init_once);
-        pthread_mutex_lock(&never_mu);
-        while (deadline_ns == NO_DEADLINE || eg_now() < deadline_ns) {
-            if (deadline_ns == NO_DEADLINE)
-                pthread_cond_wait(&never_cond, &never_mu);
-            else
-                pthread_cond_timedwait(&never_cond, &never_mu, &ts);
-        }
-        pthread_mutex_unlock(&never_mu);
+        /* Never done: only the waiter's own deadline ends the wait. The
+         * word is the waiter's and nobody wakes it. */
+        atomic_uint never = 0;
+        while (eg__futex_wait(&never, 0, deadline_ns) != -ETIMEDOUT)
+            ;
         return 0;
     }
     int err = atomic_load_explicit(&c->err, memory_order_acquire);
     if (err)
         return err;
-#ifdef __linux__
     return sleep_on_err(c, deadline_ns);
-#else
-    pthread_mutex_lock(&c->mu);
-    atomic_fetch_add(&c->nwait, 1);
-    while (!(err = atomic_load_explicit(&c->err, memory_order_relaxed))) {
-        if (deadline_ns == NO_DEADLINE) {
-            pthread_cond_wait(&c->cond, &c->mu);
-        } else if (pthread_cond_timedwait(&c->cond, &c->mu, &ts) == ETIMEDOUT) {
-            err = atomic_load_explicit(&c->err, memory_order_relaxed);
-            break;
-        }
-    }
-    atomic_fetch_sub(&c->nwait, 1);
-    pthread_mutex_unlock(&c->mu);
-    return err;
-#endif
 }
 
 int eg_ctx_wait(eg_ctx *ctx) { return eg_ctx_wait_until(ctx, NO_DEADLINE); }

@@ -8,7 +8,7 @@
 
 #ifdef EG_FAULT_INJECTION
 
-#include "../tests/fault.h"
+#include "fault.h"
 
 static atomic_long countdown[EG_FAULT_KINDS]; /* 0 off, <0 always, n: nth */
 static atomic_long calls[EG_FAULT_KINDS];

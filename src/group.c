@@ -1,88 +1,60 @@
 /*
- * group.c - errgroup: a WaitGroup, a first error, a limit and a context.
+ * group.c - errgroup: a count of tasks, a first error, a limit, a context.
  *
- * g->state packs the number of admitted tasks (queued or running) and a
- * SLOT_WAITERS bit set while some eg_go sleeps at the limit. Admission and
- * most completions are one compare-and-swap on it; g->mu is taken only:
- *   - by the completion that takes the count from 1 to 0, so that eg_wait
- *     and eg_group_free, which check the count under g->mu, cannot free the
- *     group while that completion still touches it;
- *   - by a completion that sees SLOT_WAITERS, to signal a sleeping eg_go
- *     (the bit is in the same word, so a completion that did not see it
- *     never touches the group again after its CAS);
- *   - to record the first error (err and errmsg, set once).
- * limit < 0 means none; it changes only while the count is 0.
+ * g->state packs the number of admitted tasks (queued or running) and the
+ * WAITERS bit, set while a waiter (eg_wait, or eg_go at the limit) is on one
+ * of g's lists. Admission and most completions are one CAS on it. g->mu
+ * guards the lists, the first error and the trace; a completion takes it
+ * only when WAITERS is set or it takes the count to 0, so that eg_wait and
+ * eg_group_free, which read the count under mu, cannot free g while that
+ * completion still touches it. limit < 0: none; it changes only at count 0.
  *
- * A task's life: admitted (count++) -> queued on the pool -> run by a pool
- * thread, or by eg_wait inline -> result recorded (the first failure
- * cancels ctx) -> freed -> count-- (its last touch of the group).
+ * A task: admitted (count++) -> submitted to g's executor -> run (by the
+ * executor, or by eg_wait's help) -> result recorded (the first failure
+ * cancels ctx) -> freed -> count-- (its last touch of g).
  *
- * Waiting spins briefly before sleeping: most waits in a fan-out end within
- * microseconds, and a spin saves the futex wake-up on both sides.
- *
- * Lock order: g->mu -> nothing. The context is cancelled and the pool is
- * called with g->mu released.
+ * Lock order: g->mu -> nothing (a waiter is unparked under mu, which never
+ * blocks). The context is cancelled and the executor called without mu.
  */
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "exec.h"
+#include "list.h"
 
 struct eg_group {
     eg_ctx *ctx;
-    eg__queue queue; /* tasks not yet picked by a thread; under the pool lock */
+    const eg__exec *exec; /* changed only while the count is 0 */
+    eg__queue queue;      /* tasks not yet started; the executor's lock guards it */
     pthread_mutex_t mu;
-    pthread_cond_t idle_cond; /* eg_wait: count reached 0 */
-    pthread_cond_t slot_cond; /* eg_go: count dropped below limit */
-    atomic_uint state;        /* count | SLOT_WAITERS */
+    eg__list idle_waiters; /* eg_wait: wake when the count reaches 0 */
+    eg__list slot_waiters; /* eg_go: wake one when a slot frees */
+    atomic_uint state;     /* count | WAITERS */
     atomic_int limit;
-    int idle_waiters, slot_waiters; /* under mu */
-    int err;
+    atomic_bool tracing; /* changed only while the count is 0 */
+    int err;             /* the first error; under mu, set once */
     char errmsg[EG_ERRMSG_MAX];
-    atomic_bool tracing;    /* changed only while the count is 0 */
-    eg_trace_entry *trace;  /* under mu */
-    size_t ntrace, trace_cap;
+    eg__trace trace; /* under mu */
 };
 
 typedef struct {
-    eg__task base; /* first: the pool hands us &base */
+    eg__task base; /* first: the executor hands us &base */
     eg_group *g;
     eg_fn fn;
     void *arg;
     const char *name;
 } group_task;
 
-#define SLOT_WAITERS 0x40000000u
-#define COUNT(s) ((s) & ~SLOT_WAITERS)
-#define SPIN_NS (20 * EG_NSEC_PER_USEC)
+typedef struct {
+    eg__link link;
+    eg__parker parker;
+} group_waiter;
+
+#define WAITERS 0x40000000u
+#define COUNT(s) ((s) & ~WAITERS)
 
 _Thread_local eg__frame *eg__current;
-
-/* One step of a bounded spin: a few pauses, and now and then a yield, so
- * that on few cores the thread we wait for gets to run (a yield per step
- * would cost a system call every few hundred nanoseconds). */
-#define YIELD_NS (4 * EG_NSEC_PER_USEC)
-static inline void spin_step(int64_t now, int64_t *last_yield)
-{
-    for (int i = 0; i < 16; i++) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-    }
-    if (now - *last_yield > YIELD_NS) {
-        sched_yield();
-        *last_yield = now;
-    }
-}
-
-/* eg_errorf's text for the task running on this thread. */
-static _Thread_local struct {
-    int code;
-    bool set;
-    char msg[EG_ERRMSG_MAX];
-} task_msg;
 
 eg_group *eg_group_new(eg_ctx *parent)
 {
@@ -94,9 +66,8 @@ eg_group *eg_group_new(eg_ctx *parent)
         free(g);
         return NULL;
     }
+    g->exec = eg__exec_default();
     pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->idle_cond, NULL);
-    pthread_cond_init(&g->slot_cond, NULL);
     atomic_init(&g->limit, -1);
     eg__live(+1);
     return g;
@@ -106,39 +77,62 @@ eg_ctx *eg_group_ctx(eg_group *g) { return g ? g->ctx : NULL; }
 
 int eg_errorf(int code, const char *fmt, ...)
 {
-    if (!eg__current || !fmt)
+    eg__frame *f = eg__current;
+    if (!f || !fmt)
         return code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(task_msg.msg, sizeof task_msg.msg, fmt, ap);
+    vsnprintf(f->msg, sizeof f->msg, fmt, ap);
     va_end(ap);
-    task_msg.code = code;
-    task_msg.set = true;
+    f->msg_code = code;
+    f->msg_set = true;
     return code;
 }
 
-/* Appends e to the trace; drops it if the trace cannot grow. Under mu. */
-static void trace_append_locked(eg_group *g, const eg_trace_entry *e)
+/* ---- waiting on the group's lists ----------------------------------------- */
+
+/* Sleeps on list l until unparked (the caller re-checks why). Called with
+ * mu held and WAITERS set; returns with mu held. */
+static void wait_on(eg_group *g, eg__list *l)
 {
-    if (g->ntrace == g->trace_cap) {
-        size_t cap = g->trace_cap ? 2 * g->trace_cap : 16;
-        eg_trace_entry *t = eg__malloc(cap * sizeof *t);
-        if (!t)
-            return;
-        if (g->ntrace)
-            memcpy(t, g->trace, g->ntrace * sizeof *t);
-        free(g->trace);
-        g->trace = t;
-        g->trace_cap = cap;
-    }
-    g->trace[g->ntrace++] = *e;
+    group_waiter w;
+    eg__parker_init(&w.parker);
+    eg__list_push(l, &w.link);
+    pthread_mutex_unlock(&g->mu);
+    eg__park(&w.parker, INT64_MAX);
+    pthread_mutex_lock(&g->mu);
+    /* The unparker unlinked w before unparking it. */
 }
+
+static void unpark_first(eg__list *l)
+{
+    eg__link *n = eg__list_pop(l);
+    if (n)
+        eg__unpark(&EG__CONTAINER_OF(n, group_waiter, link)->parker);
+}
+
+/* Sets WAITERS (under mu) so that completions take mu and look at the lists. */
+static void mark_waiting_locked(eg_group *g)
+{
+    /* Relaxed: the completion that must see the bit reads it in the CAS of
+     * release_slot, which fails if the bit appeared, and then takes mu. */
+    atomic_fetch_or_explicit(&g->state, WAITERS, memory_order_relaxed);
+}
+
+/* Clears WAITERS once both lists are empty. Under mu. */
+static void unmark_waiting_locked(eg_group *g)
+{
+    if (!g->idle_waiters.head && !g->slot_waiters.head)
+        atomic_fetch_and_explicit(&g->state, ~WAITERS, memory_order_relaxed);
+}
+
+/* ---- running a task ------------------------------------------------------- */
 
 /* Records a task's result r (and its trace entry e, if tracing): the first
  * failure is the group's error and cancels the group's context. The entry
  * goes in under the same lock, before the cancel, so the trace lists a
  * failure before the siblings it cancelled. */
-static void record_result(eg_group *g, int r, eg_trace_entry *e)
+static void record_result(eg_group *g, int r, const eg__frame *f, eg_trace_entry *e)
 {
     if (!r && !e)
         return;
@@ -146,14 +140,14 @@ static void record_result(eg_group *g, int r, eg_trace_entry *e)
     bool first = r && g->err == 0;
     if (first) {
         g->err = r;
-        if (task_msg.set && task_msg.code == r)
-            memcpy(g->errmsg, task_msg.msg, sizeof g->errmsg);
+        if (f->msg_set && f->msg_code == r)
+            memcpy(g->errmsg, f->msg, sizeof g->errmsg);
         else
             eg__errtext(r, g->errmsg, sizeof g->errmsg);
     }
     if (e) {
         e->first_error = first;
-        trace_append_locked(g, e);
+        eg__trace_append(&g->trace, e);
     }
     pthread_mutex_unlock(&g->mu);
     if (first)
@@ -164,9 +158,9 @@ static void record_result(eg_group *g, int r, eg_trace_entry *e)
 static void release_slot(eg_group *g)
 {
     unsigned old = atomic_load_explicit(&g->state, memory_order_relaxed);
-    while (COUNT(old) > 1 && !(old & SLOT_WAITERS)) {
+    while (COUNT(old) > 1 && !(old & WAITERS)) {
         /* Release: the task's effects happen before a waiter sees the
-         * count drop. */
+         * count drop (its acquire load in group_idle). */
         if (atomic_compare_exchange_weak_explicit(&g->state, &old, old - 1,
                                                   memory_order_release,
                                                   memory_order_relaxed))
@@ -174,10 +168,11 @@ static void release_slot(eg_group *g)
     }
     pthread_mutex_lock(&g->mu);
     unsigned now = atomic_fetch_sub_explicit(&g->state, 1, memory_order_release) - 1;
-    if (COUNT(now) == 0 && g->idle_waiters)
-        pthread_cond_broadcast(&g->idle_cond);
-    if (g->slot_waiters)
-        pthread_cond_signal(&g->slot_cond);
+    if (COUNT(now) == 0)
+        while (g->idle_waiters.head)
+            unpark_first(&g->idle_waiters);
+    unpark_first(&g->slot_waiters);
+    unmark_waiting_locked(g);
     pthread_mutex_unlock(&g->mu);
 }
 
@@ -191,7 +186,6 @@ static void run_task(eg__task *t)
     int64_t start = tracing ? eg_now() : 0;
     eg__frame frame = {.prev = eg__current, .owner = g};
     eg__current = &frame;
-    task_msg.set = false;
     int r = gt->fn(g->ctx, gt->arg);
     eg__current = frame.prev;
 
@@ -200,28 +194,36 @@ static void run_task(eg__task *t)
             .name = gt->name,
             .arg = gt->arg,
             .result = r,
-            .outcome = !r                       ? EG_OUTCOME_OK
-                       : eg_ctx_done(g->ctx)    ? EG_OUTCOME_CANCELLED
-                                                : EG_OUTCOME_FAILED,
+            .outcome = !r                    ? EG_OUTCOME_OK
+                       : eg_ctx_done(g->ctx) ? EG_OUTCOME_CANCELLED
+                                             : EG_OUTCOME_FAILED,
             .start_ns = start,
             .end_ns = eg_now(),
         };
-        record_result(g, r, &e);
+        record_result(g, r, &frame, &e);
     } else {
-        record_result(g, r, NULL);
+        record_result(g, r, &frame, NULL);
     }
     free(gt);
-    task_msg.set = false;
     release_slot(g);
 }
 
-/* Takes a slot: 0, -EBUSY (at the limit and !block) or -EINVAL (limit 0).
- * *watching is set when it returns 0 while still registered as a pool
- * watcher (it spun for the slot): the caller ends that after submitting, so
- * the submission itself can defer waking a worker. */
-static int admit(eg_group *g, bool block, bool *watching)
+/* ---- starting a task -------------------------------------------------------- */
+
+typedef struct {
+    eg_group *g;
+    unsigned limit;
+} slot_probe;
+
+static bool slot_free(void *arg)
 {
-    *watching = false;
+    slot_probe *p = arg;
+    return COUNT(atomic_load_explicit(&p->g->state, memory_order_relaxed)) < p->limit;
+}
+
+/* Takes a slot: 0, -EBUSY (at the limit and !block) or -EINVAL (limit 0). */
+static int admit(eg_group *g, bool block)
+{
     int limit = atomic_load_explicit(&g->limit, memory_order_relaxed);
     if (limit < 0) {
         atomic_fetch_add_explicit(&g->state, 1, memory_order_relaxed);
@@ -229,45 +231,31 @@ static int admit(eg_group *g, bool block, bool *watching)
     }
     if (limit == 0)
         return block ? -EINVAL : -EBUSY;
-    int64_t spin_until = 0, last_yield = 0;
+    slot_probe probe = {g, (unsigned)limit};
     unsigned old = atomic_load_explicit(&g->state, memory_order_relaxed);
     for (;;) {
-        if (COUNT(old) < (unsigned)limit) {
+        /* Relaxed: admission orders nothing; the task's start is ordered by
+         * the executor's queue. */
+        if (COUNT(old) < probe.limit) {
             if (atomic_compare_exchange_weak_explicit(&g->state, &old, old + 1,
                                                       memory_order_relaxed,
-                                                      memory_order_relaxed)) {
-                *watching = spin_until != 0;
+                                                      memory_order_relaxed))
                 return 0;
-            }
             continue;
         }
         if (!block)
             return -EBUSY;
-        /* Spin first: a slot usually frees within microseconds, and the
-         * finishing task then need not wake us. */
-        int64_t now = eg_now();
-        if (spin_until == 0) {
-            spin_until = now + SPIN_NS;
-            last_yield = now;
-            eg__pool_watch_begin();
+        /* A slot usually frees within microseconds; then the finishing task
+         * need not wake us. */
+        if (!eg__spin_wait(slot_free, &probe)) {
+            pthread_mutex_lock(&g->mu);
+            mark_waiting_locked(g);
+            if (!slot_free(&probe))
+                wait_on(g, &g->slot_waiters);
+            unmark_waiting_locked(g);
+            pthread_mutex_unlock(&g->mu);
         }
-        if (now < spin_until) {
-            eg__pool_watch_poll(now);
-            spin_step(now, &last_yield);
-            old = atomic_load_explicit(&g->state, memory_order_relaxed);
-            continue;
-        }
-        eg__pool_watch_end();
-        pthread_mutex_lock(&g->mu);
-        if (g->slot_waiters++ == 0)
-            atomic_fetch_or(&g->state, SLOT_WAITERS);
-        while (COUNT(atomic_load(&g->state)) >= (unsigned)limit)
-            pthread_cond_wait(&g->slot_cond, &g->mu);
-        if (--g->slot_waiters == 0)
-            atomic_fetch_and(&g->state, ~SLOT_WAITERS);
-        pthread_mutex_unlock(&g->mu);
         old = atomic_load_explicit(&g->state, memory_order_relaxed);
-        spin_until = 0;
     }
 }
 
@@ -279,18 +267,10 @@ static int group_go(eg_group *g, const char *name, eg_fn fn, void *arg, bool blo
     group_task *gt = eg__malloc(sizeof *gt);
     if (!gt)
         return -ENOMEM;
-    gt->base.run = run_task;
-    gt->g = g;
-    gt->fn = fn;
-    gt->arg = arg;
-    gt->name = name;
-
-    bool watching;
-    int rc = admit(g, block, &watching);
+    *gt = (group_task){.base.run = run_task, .g = g, .fn = fn, .arg = arg, .name = name};
+    int rc = admit(g, block);
     if (rc == 0) {
-        rc = eg__pool_submit(&g->queue, &gt->base);
-        if (watching)
-            eg__pool_watch_end();
+        rc = g->exec->submit(&g->queue, &gt->base);
         if (rc < 0)
             release_slot(g);
     }
@@ -311,16 +291,44 @@ int eg_try_go(eg_group *g, eg_fn fn, void *arg)
     return group_go(g, NULL, fn, arg, false);
 }
 
-int eg_group_set_trace(eg_group *g, bool on)
+/* ---- settings that change only while no task is active ------------------------ */
+
+/* Runs set(g, v) under mu if no task is admitted: 0, or -EBUSY. */
+static int set_idle(eg_group *g, void (*set)(eg_group *, intptr_t), intptr_t v)
 {
     if (!g)
         return -EINVAL;
     pthread_mutex_lock(&g->mu);
-    int rc = COUNT(atomic_load(&g->state)) ? -EBUSY : 0;
+    int rc = COUNT(atomic_load_explicit(&g->state, memory_order_relaxed)) ? -EBUSY : 0;
     if (rc == 0)
-        atomic_store_explicit(&g->tracing, on, memory_order_relaxed);
+        set(g, v);
     pthread_mutex_unlock(&g->mu);
     return rc;
+}
+
+/* Relaxed stores: read by tasks admitted later, ordered by their submission. */
+static void set_limit(eg_group *g, intptr_t n)
+{
+    atomic_store_explicit(&g->limit, n < 0 ? -1 : (int)n, memory_order_relaxed);
+}
+static void set_trace(eg_group *g, intptr_t on)
+{
+    atomic_store_explicit(&g->tracing, on != 0, memory_order_relaxed);
+}
+static void set_exec(eg_group *g, intptr_t e) { g->exec = (const eg__exec *)e; }
+
+int eg_set_limit(eg_group *g, int n) { return set_idle(g, set_limit, n); }
+
+int eg_group_set_trace(eg_group *g, bool on) { return set_idle(g, set_trace, on); }
+
+int eg_group_set_executor(eg_group *g, eg_executor e)
+{
+    if (!g || (e != EG_EXEC_DEFAULT && e != EG_EXEC_THREADS && e != EG_EXEC_CORO))
+        return -EINVAL;
+    const eg__exec *x = eg__exec_get(e);
+    if (!x)
+        return -ENOTSUP;
+    return set_idle(g, set_exec, (intptr_t)x);
 }
 
 size_t eg_group_trace(eg_group *g, eg_trace_entry *out, size_t cap)
@@ -328,37 +336,12 @@ size_t eg_group_trace(eg_group *g, eg_trace_entry *out, size_t cap)
     if (!g)
         return 0;
     pthread_mutex_lock(&g->mu);
-    size_t n = g->ntrace;
-    if (out && cap)
-        memcpy(out, g->trace, (n < cap ? n : cap) * sizeof *out);
+    size_t n = eg__trace_copy(&g->trace, out, cap);
     pthread_mutex_unlock(&g->mu);
     return n;
 }
 
-const char *eg_outcome_name(eg_outcome outcome)
-{
-    switch (outcome) {
-    case EG_OUTCOME_OK:
-        return "ok";
-    case EG_OUTCOME_FAILED:
-        return "failed";
-    case EG_OUTCOME_CANCELLED:
-        return "cancelled";
-    }
-    return "unknown";
-}
-
-int eg_set_limit(eg_group *g, int n)
-{
-    if (!g)
-        return -EINVAL;
-    pthread_mutex_lock(&g->mu);
-    int rc = COUNT(atomic_load(&g->state)) ? -EBUSY : 0;
-    if (rc == 0)
-        atomic_store_explicit(&g->limit, n < 0 ? -1 : n, memory_order_relaxed);
-    pthread_mutex_unlock(&g->mu);
-    return rc;
-}
+/* ---- waiting ------------------------------------------------------------------ */
 
 static bool inside_own_task(eg_group *g)
 {
@@ -368,29 +351,29 @@ static bool inside_own_task(eg_group *g)
     return false;
 }
 
-/* Runs the group's queued tasks here, then waits until none is admitted. */
+static bool group_idle(void *arg)
+{
+    eg_group *g = arg;
+    /* Acquire: pairs with release_slot's release, so every task's effects
+     * are visible once the count reads 0. */
+    return COUNT(atomic_load_explicit(&g->state, memory_order_acquire)) == 0;
+}
+
+/* Runs the group's unstarted tasks here, then waits until none is admitted.
+ * Returns the first error. */
 static int wait_idle(eg_group *g)
 {
-    eg__task *t;
-    while ((t = eg__pool_take(&g->queue)))
-        t->run(t);
-    if (COUNT(atomic_load_explicit(&g->state, memory_order_relaxed))) {
-        eg__pool_watch_begin();
-        int64_t now, last_yield = eg_now(), spin_until = last_yield + SPIN_NS;
-        while (COUNT(atomic_load_explicit(&g->state, memory_order_relaxed)) &&
-               (now = eg_now()) < spin_until) {
-            eg__pool_watch_poll(now);
-            spin_step(now, &last_yield);
-        }
-        eg__pool_watch_end();
-    }
+    g->exec->help(&g->queue);
+    eg__spin_wait(group_idle, g);
     /* Under mu even when the count is already 0: the completion that took
      * it to 0 holds mu until it no longer touches g. */
     pthread_mutex_lock(&g->mu);
-    g->idle_waiters++;
-    while (COUNT(atomic_load_explicit(&g->state, memory_order_acquire)))
-        pthread_cond_wait(&g->idle_cond, &g->mu);
-    g->idle_waiters--;
+    if (!group_idle(g)) {
+        mark_waiting_locked(g);
+        while (!group_idle(g))
+            wait_on(g, &g->idle_waiters);
+        unmark_waiting_locked(g);
+    }
     int err = g->err;
     pthread_mutex_unlock(&g->mu);
     return err;
@@ -404,12 +387,13 @@ int eg_wait(eg_group *g)
         return -EDEADLK;
     int err = wait_idle(g);
     eg_cancel(g->ctx, err ? err : -ECANCELED);
-    if (err && eg__current) {
+    eg__frame *f = eg__current;
+    if (err && f) {
         /* A task that returns what its own group's eg_wait returned passes
          * the text up with the code, as a Go error value would. */
-        task_msg.code = err;
-        task_msg.set = true;
-        memcpy(task_msg.msg, g->errmsg, sizeof task_msg.msg);
+        f->msg_code = err;
+        f->msg_set = true;
+        memcpy(f->msg, g->errmsg, sizeof f->msg);
     }
     return err;
 }
@@ -442,11 +426,9 @@ void eg_group_free(eg_group *g)
     if (!g || inside_own_task(g))
         return;
     wait_idle(g);
-    pthread_cond_destroy(&g->slot_cond);
-    pthread_cond_destroy(&g->idle_cond);
     pthread_mutex_destroy(&g->mu);
     eg_ctx_release(g->ctx);
-    free(g->trace);
+    eg__trace_free(&g->trace);
     free(g);
     eg__live(-1);
 }

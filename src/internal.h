@@ -105,18 +105,51 @@ EG_HIDDEN int eg__ctx_watch(eg_ctx *ctx, eg__waiter *w);
  * and never will). After it returns false, wake() has completed. */
 EG_HIDDEN bool eg__ctx_unwatch(eg_ctx *ctx, eg__waiter *w);
 
-/* ---- group.c / pool.c: the task running on this thread ---------------- */
+/* ---- group.c: the task running on this thread ---------------------------- */
+/* One frame per running task, on the task's own stack; eg__current is the
+ * innermost. It is the only per-task thread-local state of the library: a
+ * coroutine switch saves and restores the pointer. */
 typedef struct eg__frame eg__frame;
 struct eg__frame {
     eg__frame *prev;
     const void *owner; /* the group whose task runs in this frame */
+    int msg_code;      /* eg_errorf's code and text for this task */
+    bool msg_set;
+    char msg[EG_ERRMSG_MAX];
 };
 EG_HIDDEN extern _Thread_local eg__frame *eg__current;
+
+/* ---- trace.c ------------------------------------------------------------ */
+/* A group's per-task trace, in finishing order; the group's lock guards it. */
+typedef struct eg__trace {
+    eg_trace_entry *v;
+    size_t n, cap;
+} eg__trace;
+/* Appends e; drops it if the array cannot grow (documented). */
+EG_HIDDEN void eg__trace_append(eg__trace *t, const eg_trace_entry *e);
+/* Copies up to cap entries to out; returns how many t holds. */
+EG_HIDDEN size_t eg__trace_copy(const eg__trace *t, eg_trace_entry *out, size_t cap);
+EG_HIDDEN void eg__trace_free(eg__trace *t);
+
+/* ---- cond.c: waiting on a parker under a mutex ------------------------------- */
+typedef struct eg__parker eg__parker;
+/* Called with mu held, after queuing a node holding p where a peer finds it
+ * and unparks p under mu. Releases mu, parks until unparked or ctx is done,
+ * takes mu again. Returns 0 or ctx's error; either way the caller decides
+ * from its node's state under mu whether a peer settled it. */
+EG_HIDDEN int eg__wait_parked(eg_ctx *ctx, pthread_mutex_t *mu, eg__parker *p);
 
 /* ---- common.c ---------------------------------------------------------- */
 /* Counts live objects for eg_live_objects(); delta +1 on create, -1 on free. */
 EG_HIDDEN void eg__live(long delta);
 EG_HIDDEN void eg__errtext(int err, char *buf, size_t len);
 EG_HIDDEN void eg__ts_from_ns(struct timespec *ts, int64_t ns);
+/* a + b for a duration b >= 0, saturated at INT64_MAX (deadlines). */
+static inline int64_t eg__add_sat(int64_t a, int64_t b)
+{
+    return b > 0 && a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+/* Initializes attr for condition variables timed on CLOCK_MONOTONIC. */
+EG_HIDDEN void eg__condattr_monotonic(pthread_condattr_t *attr);
 
 #endif

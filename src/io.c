@@ -2,10 +2,8 @@
  * io.c - blocking points that listen to a context: sleep, poll, read, write,
  * connect, accept.
  *
- * Waiting is always poll(2) on two fds: the caller's and the context's
- * eg_ctx_fd, which polls readable once the context is done (including at its
- * deadline, so no poll timeout is computed here). A context that can never be
- * done has no fd; then the caller's fd is polled alone.
+ * Waiting is eg__wait_fd (exec.h): on a thread, poll(2) on the caller's fd
+ * and the context's eg_ctx_fd; on a coroutine, the carrier's poller.
  *
  * The fd's O_NONBLOCK flag decides the order of operations:
  *   - non-blocking: try the operation, wait only on EAGAIN;
@@ -28,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "exec.h"
 
 int eg_sleep(eg_ctx *ctx, int64_t ns)
 {
@@ -45,32 +43,7 @@ int eg_sleep(eg_ctx *ctx, int64_t ns)
 /* eg_poll without the entry checks and with errno clobbered. */
 static int poll_ctx(eg_ctx *ctx, int fd, short events)
 {
-    struct pollfd pfd[2] = {{.fd = fd, .events = events}};
-    nfds_t nfds = 1;
-    int cfd = eg_ctx_fd(ctx);
-    if (cfd >= 0) {
-        pfd[1].fd = cfd;
-        pfd[1].events = POLLIN;
-        nfds = 2;
-    } else if (cfd != -EINVAL) {
-        return cfd; /* no fd could be made: fail rather than not listen */
-    }
-    for (;;) {
-        pfd[0].revents = pfd[1].revents = 0;
-        if (poll(pfd, nfds, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        /* The context wins a tie: the caller asked to stop. */
-        if (pfd[1].revents) {
-            int err = eg_ctx_err(ctx);
-            if (err)
-                return err;
-        }
-        if (pfd[0].revents)
-            return pfd[0].revents;
-    }
+    return eg__wait_fd(ctx, fd, events, INT64_MAX);
 }
 
 /* Waits until fd is ready for events: 0, the context's error, or -errno

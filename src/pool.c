@@ -51,7 +51,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "exec.h"
 
 #define DEFAULT_MAX_THREADS 4096
 #define DEFAULT_STACK_SIZE (256 * 1024)
@@ -560,3 +560,20 @@ static void pool_atfork_child(void)
     atomic_store(&P.watchers, 0);
     atomic_store(&P.pass_pending, 0);
 }
+
+/* ---- the thread executor ---------------------------------------------- */
+
+/* eg_wait runs the group's queued tasks itself: each is a plain call on the
+ * waiting thread, which would otherwise sleep. */
+static void pool_help(eg__queue *q)
+{
+    eg__task *t;
+    while ((t = eg__pool_take(q)))
+        t->run(t);
+}
+
+const eg__exec eg__exec_threads = {
+    .kind = EG_EXEC_THREADS,
+    .submit = eg__pool_submit,
+    .help = pool_help,
+};

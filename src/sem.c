@@ -25,17 +25,17 @@
  * for them before returning.
  *
  * Lock order: s->mu is the semaphore's only lock and is taken before any
- * context lock (eg_cond_wait registers with the context while mu is held).
+ * context lock (eg__wait_parked registers with the context while mu is held).
  */
 #include <assert.h>
 
-#include "internal.h"
+#include "exec.h"
 #include "list.h"
 
 typedef struct sem_waiter sem_waiter;
 struct sem_waiter {
     eg__link link; /* in the semaphore's FIFO */
-    pthread_cond_t cond;
+    eg__parker parker;
     int64_t n;
     bool ready;
 };
@@ -57,8 +57,8 @@ static sem_waiter *waiter_head(eg_sem *s)
 }
 
 /* Grants weight to queued waiters in order, stopping at the first request
- * that does not fit. Called with mu held; signals under mu so a granted
- * waiter cannot destroy its condition variable before the signal returned. */
+ * that does not fit. Called with mu held; unparks under mu so a granted
+ * waiter cannot return (and free its node) before the unpark returned. */
 static void notify_waiters(eg_sem *s)
 {
     sem_waiter *w;
@@ -66,7 +66,7 @@ static void notify_waiters(eg_sem *s)
         s->cur += w->n;
         waiter_unlink(s, w);
         w->ready = true;
-        pthread_cond_signal(&w->cond);
+        eg__unpark(&w->parker);
     }
 }
 
@@ -105,14 +105,10 @@ int eg_sem_acquire(eg_ctx *ctx, eg_sem *s, int64_t n)
     }
 
     sem_waiter w = {.n = n};
-    int rc = pthread_cond_init(&w.cond, NULL);
-    if (rc != 0) {
-        pthread_mutex_unlock(&s->mu);
-        return -rc;
-    }
+    int rc = 0;
     waiter_push(s, &w);
     do
-        err = eg_cond_wait(ctx, &w.cond, &s->mu);
+        err = eg__wait_parked(ctx, &s->mu, &w.parker);
     while (!err && !w.ready);
 
     if (!w.ready) {
@@ -127,7 +123,6 @@ int eg_sem_acquire(eg_ctx *ctx, eg_sem *s, int64_t n)
         rc = err;
     }
     pthread_mutex_unlock(&s->mu);
-    pthread_cond_destroy(&w.cond);
     return rc;
 }
 

@@ -1,13 +1,26 @@
 /*
  * sync.c - WaitGroup and Once.
  *
- * eg_wg: count and waiters under mu; a waiter sleeps until count == 0.
- * eg_once: done is set (release) after fn returned, under mu; the fast
- * path reads it with acquire and takes no lock.
+ * eg_wg: count under mu. A waiter sleeps on the word `epoch` (the public
+ * struct's `waiters` field), which eg_wg_add bumps, under mu, each time the
+ * count reaches zero while someone waits; the waiter re-checks the count
+ * under mu, so the adder's unlock is its last touch of wg. Sleeping on a
+ * word (eg__futex_wait) instead of the struct's condition variable lets a
+ * coroutine wait without blocking its carrier; `cond` stays for the layout.
+ *
+ * eg_once: `done` is a state word, NEW -> RUNNING (one caller's CAS) ->
+ * DONE (release, after fn returned). Latecomers sleep on it while RUNNING;
+ * the fast path reads DONE with acquire and takes no lock. mu is unused
+ * (kept for the layout of EG_ONCE_INIT).
  */
+#include <limits.h>
 #include <stddef.h>
 
-#include "internal.h"
+#include "exec.h"
+
+enum { ONCE_NEW, ONCE_RUNNING, ONCE_DONE };
+
+static atomic_uint *word(int *p) { return (atomic_uint *)(void *)p; }
 
 int eg_wg_init(eg_wg *wg)
 {
@@ -44,8 +57,11 @@ int eg_wg_add(eg_wg *wg, int delta)
         return -EINVAL;
     }
     wg->count += delta;
-    if (wg->count == 0 && wg->waiters)
-        pthread_cond_broadcast(&wg->cond);
+    if (wg->count == 0) {
+        /* Relaxed: waiters read the count under mu, not through epoch. */
+        atomic_fetch_add_explicit(word(&wg->waiters), 1, memory_order_relaxed);
+        eg__futex_wake(word(&wg->waiters), INT_MAX);
+    }
     /* The last touch of wg: a waiter may free it once we unlock. */
     pthread_mutex_unlock(&wg->mu);
     return 0;
@@ -58,10 +74,12 @@ void eg_wg_wait(eg_wg *wg)
     if (!wg)
         return;
     pthread_mutex_lock(&wg->mu);
-    wg->waiters++;
-    while (wg->count > 0)
-        pthread_cond_wait(&wg->cond, &wg->mu);
-    wg->waiters--;
+    while (wg->count > 0) {
+        unsigned epoch = atomic_load_explicit(word(&wg->waiters), memory_order_relaxed);
+        pthread_mutex_unlock(&wg->mu);
+        eg__futex_wait(word(&wg->waiters), epoch, INT64_MAX);
+        pthread_mutex_lock(&wg->mu);
+    }
     pthread_mutex_unlock(&wg->mu);
 }
 
@@ -93,7 +111,7 @@ int eg_wg_go(eg_wg *wg, void (*fn)(void *), void *arg)
     wt->fn = fn;
     wt->arg = arg;
     eg_wg_add(wg, 1);
-    int rc = eg__pool_submit(NULL, &wt->task);
+    int rc = eg__exec_default()->submit(NULL, &wt->task);
     if (rc < 0) {
         eg_wg_add(wg, -1);
         free(wt);
@@ -105,13 +123,19 @@ void eg_once_do(eg_once *once, void (*fn)(void *), void *arg)
 {
     if (!once || !fn)
         return;
+    atomic_uint *st = word(&once->done);
     /* Acquire: pairs with the release below, so fn's effects are visible. */
-    if (__atomic_load_n(&once->done, __ATOMIC_ACQUIRE))
+    unsigned s = atomic_load_explicit(st, memory_order_acquire);
+    if (s == ONCE_DONE)
         return;
-    pthread_mutex_lock(&once->mu);
-    if (!__atomic_load_n(&once->done, __ATOMIC_RELAXED)) {
+    if (s == ONCE_NEW &&
+        atomic_compare_exchange_strong_explicit(st, &s, ONCE_RUNNING, memory_order_acquire,
+                                                memory_order_acquire)) {
         fn(arg);
-        __atomic_store_n(&once->done, 1, __ATOMIC_RELEASE);
+        atomic_store_explicit(st, ONCE_DONE, memory_order_release);
+        eg__futex_wake(st, INT_MAX);
+        return;
     }
-    pthread_mutex_unlock(&once->mu);
+    while ((s = atomic_load_explicit(st, memory_order_acquire)) != ONCE_DONE)
+        eg__futex_wait(st, s, INT64_MAX);
 }

@@ -20,3 +20,11 @@ set_tests_properties(stress PROPERTIES TIMEOUT ${EG_STRESS_TIMEOUT})
 if(TARGET test_fault AND NOT EG_FAULT_INJECTION)
   set_tests_properties(test_fault PROPERTIES DISABLED TRUE)
 endif()
+
+# withservers starts the Redis and PostgreSQL test servers around a command
+# (the three-backend example runs under it).
+if(EG_HAVE_REDIS AND EG_HAVE_PQ)
+  add_executable(withservers ${CMAKE_CURRENT_SOURCE_DIR}/withservers.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/servers.c)
+  target_compile_definitions(withservers PRIVATE _GNU_SOURCE)
+endif()

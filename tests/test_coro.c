@@ -66,6 +66,7 @@ static void wait_count(atomic_int *c, int n)
 
 /* ---- raw context switches --------------------------------------------------- */
 
+#ifndef UNDER_SANITIZER
 static eg__mctx main_ctx, co_ctx;
 static int ping;
 
@@ -81,7 +82,6 @@ static void pingpong(void *arg)
     abort();
 }
 
-#ifndef UNDER_SANITIZER
 /* The raw switch is not annotated for the sanitizers (the scheduler is). */
 static void test_switch_pingpong(void **state)
 {
@@ -198,7 +198,7 @@ static void park_fn(job *j)
 {
     parkpt *p = j->arg;
     p += j->i;
-    atomic_store(&p->co, eg__coro_self());
+    atomic_store(&p->co, eg__coro_current());
     atomic_store(&p->parked, 1);
     atomic_store(&p->result, eg__coro_park(&p->st, INT64_MAX));
 }
@@ -243,7 +243,7 @@ typedef struct pp {
 static void pp_fn(job *j)
 {
     pp *x = j->arg;
-    atomic_store(&x->co, eg__coro_self());
+    atomic_store(&x->co, eg__coro_current());
     for (int r = 0; r < x->rounds; r++) {
         atomic_store(&x->st[r & 1], EG__CPARK_WAITING);
         atomic_store(&x->round, r + 1); /* tells the thread: park r is armed */
@@ -357,10 +357,10 @@ typedef struct fdw {
 static void fd_fn(job *j)
 {
     fdw *w = (fdw *)j->arg + j->i;
-    atomic_store(&w->co, eg__coro_self());
+    atomic_store(&w->co, eg__coro_current());
     atomic_store(&w->waiting, 1);
     int64_t d = w->timeout ? eg_now() + w->timeout : INT64_MAX;
-    atomic_store(&w->result, eg__coro_wait_fd(w->fd, w->events, d, &w->st));
+    atomic_store(&w->result, eg__coro_poll_fd(w->fd, w->events, d, &w->st));
 }
 
 static void test_fd_wait(void **state)

@@ -435,10 +435,10 @@ static void fault_thread_failed_handoff_does_not_strand(void **state)
     assert_live_back_to(base);
 }
 
-/* eg_after_func's run and eg_cond_wait's deferred wake-up are posted to the
- * pool and cannot be refused: with no thread able to start they wait for
- * the next worker. Once threads can start again, the next submission
- * delivers them. */
+/* eg_after_func's run is posted to the pool and cannot be refused: with no
+ * thread able to start it waits for the next worker, and the next
+ * submission delivers it once threads can start again. eg_cond_wait's
+ * deferred wake-up goes to the waker thread, which needs no pool thread. */
 typedef struct cond_job {
     pthread_t tid;
     pthread_mutex_t mu;
@@ -466,20 +466,28 @@ static void fault_thread_posted_work_runs_later(void **state)
     (void)state;
     long base = eg_live_objects();
     empty_the_pool();
+    cond_job j = {0};
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_cond_init(&j.cond, NULL);
+    /* eg_cond_wait's waker thread starts at the first call: before the
+     * faults (with them on, that call returns -EAGAIN). */
+    pthread_mutex_lock(&j.mu);
+    int first = eg_cond_timedwait(eg_background(), &j.cond, &j.mu, eg_now());
+    assert_true(first == -ETIMEDOUT || first == 0);
+    pthread_mutex_unlock(&j.mu);
     eg_fault_set(EG_FAULT_THREAD, -1);
 
     eg_ctx *ctx = eg_with_cancel(NULL);
+    j.ctx = ctx;
     atomic_int after_ran = 0;
     eg_after *a = eg_after_func(ctx, count_fn, &after_ran);
     assert_non_null(a);
 
-    cond_job j = {.ctx = ctx};
-    pthread_mutex_init(&j.mu, NULL);
-    pthread_cond_init(&j.cond, NULL);
     assert_int_equal(pthread_create(&j.tid, NULL, cond_main, &j), 0);
     assert_true(wait_for_int(&j.waiting, 1));
     /* Cancel while holding the waiter's mutex: its wake-up is deferred to
-     * a pool task. */
+     * the waker thread, while the after_func callback waits for a pool
+     * thread. */
     pthread_mutex_lock(&j.mu);
     eg_cancel(ctx, 0);
     pthread_mutex_unlock(&j.mu);

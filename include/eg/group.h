@@ -16,6 +16,7 @@
 #define EG_GROUP_H
 
 #include "eg/ctx.h"
+#include "eg/pool.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,6 +55,14 @@ EG_EXPORT int eg_try_go(eg_group *g, eg_fn fn, void *arg);
  * none (eg_go then returns -EINVAL). Returns 0, -EINVAL for NULL, or -EBUSY
  * and no change if any task is active. */
 EG_EXPORT int eg_set_limit(eg_group *g, int n);
+
+/* Chooses what runs g's tasks (eg/pool.h): threads or coroutines. Both give
+ * the same semantics to everything in this library; see the README's
+ * "Choosing an executor" for what a coroutine task may do.
+ * Returns: 0; -EINVAL (NULL g, unknown e); -ENOTSUP (this build has no such
+ *   executor); -EBUSY and no change while any task is active.
+ * Blocks: no. Thread-safety: as eg_set_limit. */
+EG_EXPORT int eg_group_set_executor(eg_group *g, eg_executor e);
 
 /* Blocks until every started task has returned; returns the first non-zero
  * result in the order tasks finished, or 0. Then cancels the group's context

@@ -6,6 +6,49 @@
  * context is done. A call made on a context that is already done returns its
  * error at once, without doing the operation. Failures are -errno; errno is
  * left as it was.
+ *
+ * Wrapping any client library that exposes its socket
+ * ----------------------------------------------------
+ * A client library with a non-blocking mode and a way to get its socket
+ * (hiredis, libpq, libmemcached, an LDAP client, ...) can be made to
+ * listen to a context with eg_poll alone; eg/redis.h and eg/pq.h are built
+ * this way, and because they wait only in eg_poll they run unchanged on any
+ * executor that parks there. The loop:
+ *
+ *     queue the request with the library (non-blocking)
+ *     for (;;) {
+ *         take a response the library already has in its buffer;
+ *             done if there is one                             (pitfall 1)
+ *         let the library write what it has queued
+ *         rv = eg_poll(ctx, sock, POLLIN | (output queued ? POLLOUT : 0));
+ *         if (rv < 0) -> the context is done: deal with the
+ *             outstanding request                              (pitfall 2)
+ *         let the library read what arrived
+ *     }
+ *
+ * Connect the same way: the library's asynchronous connect (PQconnectPoll)
+ * or, when it has none that can be interrupted, your own non-blocking
+ * socket and eg_connect, then hand the fd over (redisConnectFd).
+ *
+ * Pitfall 1, the buffered response: one read can bring several responses
+ * (pipelining), or a response can arrive with the previous one. The socket
+ * then stays silent while the library holds the data, so waiting in
+ * eg_poll first would block until ctx is done. Always ask the library
+ * before waiting (redisGetReplyFromReader, PQisBusy).
+ *
+ * Pitfall 2, the outstanding request: a call cut by the context has sent a
+ * request whose response is still coming. Returning the connection as it
+ * is would hand that response to the next request. Either stop the request
+ * on the server and read its response away under a short deadline of its
+ * own (the caller's ctx is already done: PostgreSQL's PQcancel, then drain;
+ * if that fails, give the connection up), or mark the connection unusable
+ * and shut its socket down so the server stops working for it (Redis: no
+ * cancel exists). Never leave the choice to the next caller.
+ *
+ * Also: name resolution inside a library (getaddrinfo) cannot be
+ * interrupted (pass numeric addresses); a library call that writes a large
+ * buffer on a blocking socket can block where eg_poll cannot help, so put
+ * the socket in non-blocking mode.
  */
 #ifndef EG_IO_H
 #define EG_IO_H
@@ -28,7 +71,12 @@ EG_EXPORT int eg_sleep(eg_ctx *ctx, int64_t ns);
  * mu held, either way. Returns 0 when woken (spurious wake-ups included:
  * loop on your predicate), or the context's error once it is done.
  * eg_cancel may be called by a thread that holds mu: the wake-up is then
- * delivered by a pool thread once mu is free, never lost. cond and mu must
+ * delivered once mu is free by the library's one waker thread (started by
+ * the first call; -EAGAIN, without waiting, if it cannot start), never
+ * lost, and never by a pool thread, so it works with the pool at its
+ * maximum. On a coroutine the call blocks its carrier thread (the user's
+ * condition variable knows nothing of coroutines): the carrier's other
+ * tasks move to another carrier meanwhile. cond and mu must
  * stay valid until the call returns (after it returns, no wake-up refers
  * to them any more). Calling it without holding mu is undefined behaviour,
  * as with pthread_cond_wait, and is not detected. */

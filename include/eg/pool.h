@@ -23,6 +23,22 @@
 extern "C" {
 #endif
 
+/* What runs a group's tasks. EG_EXEC_THREADS: the thread pool below, a
+ * task is a pool thread while it runs. EG_EXEC_CORO: small-stack
+ * coroutines on a few carrier threads, where every blocking point of the
+ * library parks the coroutine instead of its thread. EG_EXEC_DEFAULT: the
+ * process default (EG_EXECUTOR=threads|coro, read once; threads if unset). */
+typedef enum eg_executor {
+    EG_EXEC_DEFAULT = 0,
+    EG_EXEC_THREADS = 1,
+    EG_EXEC_CORO = 2,
+} eg_executor;
+
+/* Lets other tasks run: Go's runtime.Gosched. On a coroutine, a switch to
+ * the next runnable task of its carrier; on a thread, sched_yield().
+ * Blocks: no. Thread-safety: any thread. */
+EG_EXPORT void eg_yield(void);
+
 typedef struct eg_pool_config {
     int max_threads;         /* >= 1 */
     size_t stack_size;       /* >= 64 KiB; 0 keeps the current value */
