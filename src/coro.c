@@ -110,7 +110,8 @@ enum { ST_RUNNING, ST_PARKING, ST_YIELD, ST_DONE };
 struct eg__coro {
     eg__mctx ctx;
     eg__coro *next;         /* ready list, inbox, free list */
-    carrier *car;           /* fixed once started */
+    carrier *car;           /* home: its ready list, timers and poller */
+    carrier *runner;        /* the carrier whose thread runs it now */
     eg__task *task;
     void *stack;            /* lowest usable address */
     int status;             /* ST_*, set by the coroutine before it switches out */
@@ -142,9 +143,17 @@ struct carrier {
     atomic_bool in_coro;    /* running a coroutine now */
     atomic_int blocking;    /* inside eg__coro_blocking_begin/end */
     atomic_bool retired;    /* a rescue carrier that exited */
+    atomic_bool stuck;      /* monitor: in one coroutine too long */
+    _Atomic(carrier *) adopt; /* rescue: the stuck carrier it serves */
+    atomic_long nlive;      /* started coroutines homed here, not done */
+    atomic_int nfd;         /* fd waits registered on ep */
+    atomic_size_t nheap;    /* mirror of heap_len for unlocked peeks */
+    pthread_mutex_t rq_mu;  /* ready list */
+    pthread_mutex_t heap_mu; /* heap */
     carrier *idle_next;     /* under G.idle_mu */
-    /* Owner only. */
+    /* Under rq_mu (the owner's thread, or a rescuer while stuck). */
     _Alignas(64) eg__coro *ready_head, *ready_tail;
+    /* Owner only. */
     eg__coro *free;
     int nfree;
     void *stacks[STACK_CACHE];
@@ -152,11 +161,9 @@ struct carrier {
     eg__coro **heap;
     size_t heap_len, heap_cap;
     int ep, evfd;
-    int nfd;                /* fd waits registered on ep */
     bool spinning;
     bool rescue;
     bool guest;             /* a waiting thread's temporary carrier */
-    long nlive;             /* started coroutines not done */
     unsigned schedtick;
     uint32_t rnd;
     eg__mctx sched;
@@ -207,6 +214,7 @@ static struct {
 
 static _Thread_local carrier *tls_car;  /* the carrier this thread is */
 static _Thread_local eg__coro *tls_self; /* the coroutine running now */
+static _Thread_local carrier *tls_guest; /* this thread's temporary carrier */
 
 static void wakep(void);
 
@@ -431,6 +439,7 @@ static int heap_add(carrier *c, eg__coro *co)
     co->heap_idx = c->heap_len;
     c->heap[c->heap_len++] = co;
     heap_up(c, co->heap_idx);
+    atomic_store_explicit(&c->nheap, c->heap_len, memory_order_relaxed);
     return 0;
 }
 
@@ -439,6 +448,7 @@ static void heap_del(carrier *c, eg__coro *co)
     size_t i = co->heap_idx;
     co->heap_idx = NO_HEAP;
     c->heap_len--;
+    atomic_store_explicit(&c->nheap, c->heap_len, memory_order_relaxed);
     if (i == c->heap_len)
         return;
     c->heap[i] = c->heap[c->heap_len];
@@ -449,20 +459,41 @@ static void heap_del(carrier *c, eg__coro *co)
 
 /* ---- making coroutines ready ------------------------------------------------ */
 
+/* The ready list is the home's, locked: a rescuer takes from it while the
+ * home's thread is stuck in foreign code. Uncontended otherwise. */
 static void ready_local(carrier *c, eg__coro *co)
 {
     co->next = NULL;
+    pthread_mutex_lock(&c->rq_mu);
     if (c->ready_tail)
         c->ready_tail->next = co;
     else
-        c->ready_head = co;
+        __atomic_store_n(&c->ready_head, co, __ATOMIC_RELAXED);
     c->ready_tail = co;
+    pthread_mutex_unlock(&c->rq_mu);
+}
+
+static eg__coro *ready_pop(carrier *c)
+{
+    /* Racy peek first: most loops find nothing. */
+    if (!__atomic_load_n(&c->ready_head, __ATOMIC_RELAXED))
+        return NULL;
+    pthread_mutex_lock(&c->rq_mu);
+    eg__coro *co = c->ready_head;
+    if (co) {
+        __atomic_store_n(&c->ready_head, co->next, __ATOMIC_RELAXED);
+        if (!co->next)
+            c->ready_tail = NULL;
+    }
+    pthread_mutex_unlock(&c->rq_mu);
+    return co;
 }
 
 /* Wakes c if it sleeps. The first waker after c announced its sleep sends
  * the one wake-up; later ones see 0. */
 static void carrier_notify(carrier *c)
 {
+    /* A stuck carrier's rescuer polls it (at most a millisecond late). */
     /* seq_cst: pairs with the sleeper's store of 1 then its queue checks. */
     if (atomic_load(&c->sleeping) && atomic_exchange(&c->sleeping, 0)) {
         uint64_t one = 1;
@@ -527,18 +558,20 @@ static bool drain_inbox(carrier *c)
         return false;
     /* Acquire: pairs with make_ready's push. */
     eg__coro *l = atomic_exchange_explicit(&c->inbox, NULL, memory_order_acquire);
-    eg__coro *rev = NULL;
+    eg__coro *rev = NULL, *last = l;
     while (l) { /* the stack is LIFO: reverse to keep wake order */
         eg__coro *n = l->next;
         l->next = rev;
         rev = l;
         l = n;
     }
-    while (rev) {
-        eg__coro *n = rev->next;
-        ready_local(c, rev);
-        rev = n;
-    }
+    pthread_mutex_lock(&c->rq_mu);
+    if (c->ready_tail)
+        c->ready_tail->next = rev;
+    else
+        __atomic_store_n(&c->ready_head, rev, __ATOMIC_RELAXED);
+    c->ready_tail = last;
+    pthread_mutex_unlock(&c->rq_mu);
     return true;
 }
 
@@ -580,6 +613,7 @@ static void switch_in(carrier *c, eg__coro *co)
     eg__current = co->frame;
     errno = co->err;
     c->cur = co;
+    co->runner = c;
     tls_self = co;
     atomic_store_explicit(&c->tick, atomic_load_explicit(&c->tick, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -595,6 +629,8 @@ static void switch_in(carrier *c, eg__coro *co)
     __sanitizer_finish_switch_fiber(c->asan_fake, NULL, NULL);
 #endif
     atomic_store_explicit(&c->in_coro, false, memory_order_relaxed);
+    if (atomic_load_explicit(&c->stuck, memory_order_relaxed))
+        atomic_store_explicit(&c->stuck, false, memory_order_relaxed);
     tls_self = NULL;
     c->cur = NULL;
     co->frame = eg__current;
@@ -603,10 +639,10 @@ static void switch_in(carrier *c, eg__coro *co)
     errno = serr;
 }
 
-/* co -> its carrier's scheduler (co->status says why). */
+/* co -> the scheduler of the thread running it (co->status says why). */
 static void switch_out(eg__coro *co)
 {
-    carrier *c = co->car;
+    carrier *c = co->runner;
 #ifdef EG_ASAN
     __sanitizer_start_switch_fiber(co->status == ST_DONE ? NULL : &co->asan_fake,
                                    c->sched_bottom, c->sched_size);
@@ -624,7 +660,7 @@ static void coro_entry(void *arg)
 {
     eg__coro *co = arg;
 #ifdef EG_ASAN
-    __sanitizer_finish_switch_fiber(NULL, &co->car->sched_bottom, &co->car->sched_size);
+    __sanitizer_finish_switch_fiber(NULL, &co->runner->sched_bottom, &co->runner->sched_size);
 #endif
     co->task->run(co->task);
     co->status = ST_DONE;
@@ -644,7 +680,13 @@ int eg__coro_park(atomic_uint *st, int64_t deadline)
     co->heap_idx = NO_HEAP;
     if (deadline != INT64_MAX) {
         co->deadline = deadline;
-        if (deadline <= eg_now() || heap_add(c, co) != 0) {
+        int hr = -ETIMEDOUT;
+        if (deadline > eg_now()) {
+            pthread_mutex_lock(&c->heap_mu);
+            hr = heap_add(c, co);
+            pthread_mutex_unlock(&c->heap_mu);
+        }
+        if (hr != 0) {
             /* Already due (or no memory for the timer: end as a timeout
              * rather than sleep forever). */
             unsigned w = EG__CPARK_WAITING;
@@ -657,8 +699,12 @@ int eg__coro_park(atomic_uint *st, int64_t deadline)
     }
     co->status = ST_PARKING;
     switch_out(co);
-    if (co->heap_idx != NO_HEAP)
-        heap_del(c, co);
+    if (deadline != INT64_MAX) {
+        pthread_mutex_lock(&c->heap_mu);
+        if (co->heap_idx != NO_HEAP)
+            heap_del(c, co);
+        pthread_mutex_unlock(&c->heap_mu);
+    }
     /* Acquire: what the unparker did before its CAS happens before us. */
     return atomic_load_explicit(st, memory_order_acquire) == EG__CPARK_NOTIFIED ? 0 : -ETIMEDOUT;
 }
@@ -747,10 +793,10 @@ int eg__coro_poll_fd(int fd, short events, int64_t deadline, atomic_uint *st)
         }
     }
     co->revents = 0;
-    c->nfd++;
+    atomic_fetch_add_explicit(&c->nfd, 1, memory_order_relaxed);
     int r = eg__coro_park(st, deadline);
     epoll_ctl(c->ep, EPOLL_CTL_DEL, efd, NULL);
-    c->nfd--;
+    atomic_fetch_sub_explicit(&c->nfd, 1, memory_order_relaxed);
     if (efd != fd)
         close(efd);
     if (co->revents)
@@ -833,14 +879,17 @@ static void start_task(carrier *c, eg__task *t)
 #ifdef EG_TSAN
     co->tsan_fiber = __tsan_create_fiber(0);
 #endif
-    c->nlive++;
+    atomic_fetch_add_explicit(&c->nlive, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&G.st_started, 1, memory_order_relaxed);
     switch_in(c, co);
     after_switch(c, co);
 }
 
+/* On the runner c's thread, after co switched out: co goes back to its
+ * home's ready list (c's own, unless c is rescuing co's home). */
 static void after_switch(carrier *c, eg__coro *co)
 {
+    carrier *home = co->car;
     switch (co->status) {
     case ST_PARKING: {
         unsigned w = EG__CPARK_WAITING;
@@ -850,19 +899,19 @@ static void after_switch(carrier *c, eg__coro *co)
         if (!atomic_compare_exchange_strong_explicit(co->park_st, &w, EG__CPARK_PARKED,
                                                      memory_order_acq_rel,
                                                      memory_order_acquire))
-            ready_local(c, co);
+            ready_local(home, co);
         break;
     }
     case ST_YIELD:
         co->status = ST_RUNNING;
-        ready_local(c, co);
+        ready_local(home, co);
         break;
     case ST_DONE:
 #ifdef EG_TSAN
         __tsan_destroy_fiber(co->tsan_fiber);
 #endif
         stack_give(c, co->stack);
-        c->nlive--;
+        atomic_fetch_sub_explicit(&home->nlive, 1, memory_order_relaxed);
         if (c->nfree < FREE_CACHE) {
             co->next = c->free;
             c->free = co;
@@ -883,16 +932,36 @@ static void resume(carrier *c, eg__coro *co)
     after_switch(c, co);
 }
 
+/* Ends the parks whose deadline passed. The home's thread, or its rescuer. */
 static void run_timers(carrier *c)
 {
-    if (!c->heap_len)
+    if (!atomic_load_explicit(&c->nheap, memory_order_relaxed))
         return;
     int64_t now = eg_now();
+    pthread_mutex_lock(&c->heap_mu);
     while (c->heap_len && c->heap[0]->deadline <= now) {
         eg__coro *co = c->heap[0];
         heap_del(c, co);
         park_end(co->park_st, co, EG__CPARK_TIMEDOUT);
     }
+    pthread_mutex_unlock(&c->heap_mu);
+}
+
+/* Milliseconds until c's next deadline (-1: none), for epoll_wait. */
+static int timer_timeout(carrier *c)
+{
+    if (!atomic_load_explicit(&c->nheap, memory_order_relaxed))
+        return -1;
+    pthread_mutex_lock(&c->heap_mu);
+    int64_t d = c->heap_len ? c->heap[0]->deadline - eg_now() : INT64_MAX;
+    pthread_mutex_unlock(&c->heap_mu);
+    if (d == INT64_MAX)
+        return -1;
+    if (d <= 0)
+        return 0;
+    if (d > (int64_t)INT_MAX * EG_NSEC_PER_MSEC)
+        return INT_MAX;
+    return (int)((d + EG_NSEC_PER_MSEC - 1) / EG_NSEC_PER_MSEC);
 }
 
 /* Harvests the poller; timeout_ms as for epoll_wait. */
@@ -1021,15 +1090,42 @@ static int active_carriers(void)
 
 static void monitor_wake(void);
 
+/* The stuck carrier c serves, while it is still stuck. */
+static carrier *adopted(carrier *c)
+{
+    carrier *a = atomic_load_explicit(&c->adopt, memory_order_acquire);
+    if (a && !atomic_load_explicit(&a->stuck, memory_order_relaxed)) {
+        atomic_store(&c->adopt, NULL); /* its thread is back */
+        a = NULL;
+    }
+    return a;
+}
+
+/* A ready coroutine of c: its own list first, then (a rescuer) the stuck
+ * carrier's, whose timers and poller it also runs. */
+static eg__coro *next_ready(carrier *c, bool poll)
+{
+    eg__coro *co = ready_pop(c);
+    if (co)
+        return co;
+    carrier *a = adopted(c);
+    if (!a)
+        return NULL;
+    run_timers(a);
+    drain_inbox(a);
+    if (poll && atomic_load_explicit(&a->nfd, memory_order_relaxed))
+        poll_events(a, 0);
+    return ready_pop(a);
+}
+
 /* Sleeps until something may be runnable. Returns false when a rescue
  * carrier should exit. */
 static bool carrier_sleep(carrier *c)
 {
     stop_spinning(c, false);
-    if (c->rescue && c->nlive == 0 && !c->heap_len && !c->ready_head &&
-        active_carriers() > G.n) {
+    carrier *a = adopted(c);
+    if (c->rescue && !a && atomic_load(&c->nlive) == 0 && active_carriers() > G.n)
         return false;
-    }
     pthread_mutex_lock(&G.idle_mu);
     c->idle_next = G.idle;
     G.idle = c;
@@ -1042,13 +1138,10 @@ static bool carrier_sleep(carrier *c)
      * nidle and wakes us. */
     bool work = atomic_load(&c->inbox) || any_runq_work() || !atomic_load(&c->idle_listed);
     if (!work) {
-        int timeout = -1;
-        if (c->heap_len) {
-            int64_t d = c->heap[0]->deadline - eg_now();
-            timeout = d <= 0 ? 0 : (int)((d + EG_NSEC_PER_MSEC - 1) / EG_NSEC_PER_MSEC);
-            if (d > (int64_t)INT_MAX * EG_NSEC_PER_MSEC)
-                timeout = INT_MAX;
-        }
+        int timeout = timer_timeout(c);
+        /* A rescuer looks at the stuck carrier every millisecond. */
+        if (a && (timeout < 0 || timeout > 1))
+            timeout = 1;
         poll_events(c, timeout);
     }
     atomic_store(&c->sleeping, 0);
@@ -1072,24 +1165,21 @@ static bool find_work(carrier *c, eg__coro **co, eg__task **t)
          * unstarted tasks go before this carrier's ready coroutines. */
         if (c->schedtick % 61 == 0 && (*t = global_get(c)))
             goto found;
-        if (c->nfd && c->schedtick % 31 == 0)
+        if (atomic_load_explicit(&c->nfd, memory_order_relaxed) && c->schedtick % 31 == 0)
             poll_events(c, 0);
         if (c->schedtick % 7 == 0 && (*t = runq_get(c)))
             goto found;
-        if (c->ready_head) {
-            *co = c->ready_head;
-            c->ready_head = (*co)->next;
-            if (!c->ready_head)
-                c->ready_tail = NULL;
+        if ((*co = next_ready(c, c->schedtick % 31 == 0)))
             goto found;
-        }
         if ((*t = runq_get(c)) || (*t = global_get(c)))
             goto found;
-        if (c->nfd) {
+        if (atomic_load_explicit(&c->nfd, memory_order_relaxed)) {
             poll_events(c, 0);
-            if (c->ready_head)
-                continue;
+            if ((*co = ready_pop(c)))
+                goto found;
         }
+        if (adopted(c) && (*co = next_ready(c, true)))
+            goto found;
         int n = atomic_load_explicit(&G.ncars, memory_order_acquire);
         if (!c->spinning && 2 * atomic_load(&G.nspinning) < n) {
             c->spinning = true;
@@ -1157,13 +1247,15 @@ static int carrier_init(carrier *c, int id, bool rescue)
     }
     c->ep = ep;
     c->evfd = ev;
+    pthread_mutex_init(&c->rq_mu, NULL);
+    pthread_mutex_init(&c->heap_mu, NULL);
     c->id = id;
     c->rescue = rescue;
     c->rnd = 0x9E3779B9u * (unsigned)(id + 1);
     return 0;
 }
 
-static int carrier_start(bool rescue)
+static int carrier_start(bool rescue, carrier *adopt)
 {
     carrier *c = NULL;
     int n = atomic_load(&G.ncars);
@@ -1196,6 +1288,7 @@ static int carrier_start(bool rescue)
         c->rescue = true;
     }
     atomic_store(&c->wake_spin, false);
+    atomic_store(&c->adopt, adopt);
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setstacksize(&a, 256 * 1024);
@@ -1273,10 +1366,47 @@ static void *monitor_main(void *arg)
             }
             bool in = atomic_load_explicit(&v->in_coro, memory_order_relaxed);
             if (in && (atomic_load_explicit(&v->blocking, memory_order_relaxed) ||
-                       now - atomic_load_explicit(&v->mon_since, memory_order_relaxed) >= STUCK_NS))
+                       now - atomic_load_explicit(&v->mon_since, memory_order_relaxed) >= STUCK_NS)) {
                 stuck++;
-            else
+                if (!atomic_load_explicit(&v->stuck, memory_order_relaxed))
+                    atomic_store(&v->stuck, true);
+            } else {
                 active++;
+            }
+        }
+        /* A stuck carrier's other coroutines (parked or ready) get a
+         * rescuer that resumes them on its own thread. */
+        for (int i = 0; stuck && i < n; i++) {
+            carrier *v = G.cars[i];
+            if (!atomic_load_explicit(&v->stuck, memory_order_relaxed) ||
+                atomic_load_explicit(&v->retired, memory_order_relaxed) ||
+                atomic_load_explicit(&v->nlive, memory_order_relaxed) <= 1)
+                continue;
+            carrier *idle_rescuer = NULL;
+            bool served = false;
+            for (int k = 0; k < n && !served; k++) {
+                carrier *r = G.cars[k];
+                if (r == v || atomic_load_explicit(&r->retired, memory_order_relaxed) ||
+                    atomic_load_explicit(&r->stuck, memory_order_relaxed))
+                    continue;
+                carrier *ra = atomic_load_explicit(&r->adopt, memory_order_relaxed);
+                if (ra == v)
+                    served = true;
+                else if (!ra && r->rescue && !idle_rescuer)
+                    idle_rescuer = r;
+            }
+            if (served)
+                continue;
+            if (idle_rescuer) {
+                atomic_store(&idle_rescuer->adopt, v);
+                carrier_notify(idle_rescuer);
+                continue;
+            }
+            pthread_mutex_lock(&G.mu);
+            if (carrier_start(true, v) == 0)
+                atomic_fetch_add_explicit(&G.st_rescues, 1, memory_order_relaxed);
+            pthread_mutex_unlock(&G.mu);
+            n = atomic_load_explicit(&G.ncars, memory_order_acquire);
         }
         if (!any_runq_work())
             continue;
@@ -1286,7 +1416,7 @@ static void *monitor_main(void *arg)
         }
         if (stuck && active < G.n) {
             pthread_mutex_lock(&G.mu);
-            if (carrier_start(true) == 0)
+            if (carrier_start(true, NULL) == 0)
                 atomic_fetch_add_explicit(&G.st_rescues, 1, memory_order_relaxed);
             pthread_mutex_unlock(&G.mu);
         }
@@ -1351,6 +1481,7 @@ static void atfork_child(void)
     atomic_store(&G.mon_kick, false);
     tls_car = NULL;
     tls_self = NULL;
+    tls_guest = NULL;
     eg__stack_atfork_child();
 }
 
@@ -1371,7 +1502,7 @@ static int coro_start(void)
         G.n = default_carriers();
         int started = 0, err = 0;
         for (int i = 0; i < G.n; i++) {
-            int r = carrier_start(false);
+            int r = carrier_start(false, NULL);
             if (r) {
                 err = r;
                 break;
@@ -1449,7 +1580,6 @@ static int coro_submit(eg__task *t, eg__queue *q)
  * tasks of that group still in the global queue (carriers may have taken
  * others), and returns once those and every coroutine it started are done,
  * because its coroutines cannot move to another carrier. */
-static _Thread_local carrier *tls_guest;
 static pthread_key_t guest_key;
 static pthread_once_t guest_once = PTHREAD_ONCE_INIT;
 
@@ -1505,7 +1635,7 @@ static eg__task *global_take_queue(eg__queue *q)
     if (atomic_load_explicit(&G.gq_len, memory_order_relaxed) == 0)
         return NULL;
     pthread_mutex_lock(&G.gq_mu);
-    eg__task *prev = NULL, *t = G.gq_head;
+    eg__task *prev = NULL, *t = G.gq_head, *found = NULL;
     for (int i = 0; t && i < 64; i++, prev = t, t = t->next) {
         if (t->queue != q)
             continue;
@@ -1516,10 +1646,11 @@ static eg__task *global_take_queue(eg__queue *q)
         if (G.gq_tail == t)
             G.gq_tail = prev;
         atomic_fetch_sub_explicit(&G.gq_len, 1, memory_order_relaxed);
+        found = t;
         break;
     }
     pthread_mutex_unlock(&G.gq_mu);
-    return t;
+    return found;
 }
 
 void eg__coro_help(eg__queue *q)
@@ -1538,38 +1669,27 @@ void eg__coro_help(eg__queue *q)
     for (;;) {
         run_timers(c);
         drain_inbox(c);
-        if (c->ready_head) {
-            eg__coro *co = c->ready_head;
-            c->ready_head = co->next;
-            if (!c->ready_head)
-                c->ready_tail = NULL;
+        eg__coro *co = ready_pop(c);
+        if (co) {
             resume(c, co);
             continue;
         }
-        eg__task *t = c->nlive < 1024 ? global_take_queue(q) : NULL;
+        eg__task *t = atomic_load(&c->nlive) < 1024 ? global_take_queue(q) : NULL;
         if (t) {
             start_task(c, t);
             continue;
         }
-        if (c->nlive == 0)
+        if (atomic_load(&c->nlive) == 0)
             break;
-        if (c->nfd) {
+        if (atomic_load_explicit(&c->nfd, memory_order_relaxed)) {
             poll_events(c, 0);
-            if (c->ready_head)
+            if (__atomic_load_n(&c->ready_head, __ATOMIC_RELAXED))
                 continue;
         }
         atomic_store(&c->sleeping, 1);
         /* seq_cst: pairs with make_ready's push then carrier_notify. */
-        if (!atomic_load(&c->inbox)) {
-            int timeout = -1;
-            if (c->heap_len) {
-                int64_t d = c->heap[0]->deadline - eg_now();
-                timeout = d <= 0 ? 0 : (int)((d + EG_NSEC_PER_MSEC - 1) / EG_NSEC_PER_MSEC);
-                if (d > (int64_t)INT_MAX * EG_NSEC_PER_MSEC)
-                    timeout = INT_MAX;
-            }
-            poll_events(c, timeout);
-        }
+        if (!atomic_load(&c->inbox))
+            poll_events(c, timer_timeout(c));
         atomic_store(&c->sleeping, 0);
     }
     tls_car = NULL;

@@ -55,10 +55,22 @@ static struct bucket {
 
 static pthread_once_t lot_once = PTHREAD_ONCE_INIT;
 
+/* A forked child has none of the parent's coroutines: empty buckets, and
+ * locks another thread may have held. */
+static void lot_atfork_child(void)
+{
+    for (int i = 0; i < NBUCKETS; i++) {
+        pthread_mutex_init(&lot[i].mu, NULL);
+        lot[i].head = lot[i].tail = NULL;
+        atomic_store(&lot[i].n, 0);
+    }
+}
+
 static void lot_init(void)
 {
     for (int i = 0; i < NBUCKETS; i++)
         pthread_mutex_init(&lot[i].mu, NULL);
+    pthread_atfork(NULL, NULL, lot_atfork_child);
 }
 
 static struct bucket *bucket_of(const void *w)
