@@ -144,14 +144,13 @@ struct carrier {
     atomic_int blocking;    /* inside eg__coro_blocking_begin/end */
     atomic_bool retired;    /* a rescue carrier that exited */
     atomic_bool stuck;      /* monitor: in one coroutine too long */
-    _Atomic(carrier *) adopt; /* rescue: the stuck carrier it serves */
     atomic_long nlive;      /* started coroutines homed here, not done */
     atomic_int nfd;         /* fd waits registered on ep */
     atomic_size_t nheap;    /* mirror of heap_len for unlocked peeks */
     pthread_mutex_t rq_mu;  /* ready list */
     pthread_mutex_t heap_mu; /* heap */
     carrier *idle_next;     /* under G.idle_mu */
-    /* Under rq_mu (the owner's thread, or a rescuer while stuck). */
+    /* Under rq_mu. */
     _Alignas(64) eg__coro *ready_head, *ready_tail;
     /* Owner only. */
     eg__coro *free;
@@ -181,7 +180,6 @@ struct carrier {
     /* Monitor only. */
     unsigned mon_tick;
     _Atomic int64_t mon_since; /* when the monitor last saw it switch */
-    bool joinable;             /* th is a started thread not yet joined */
 };
 
 static struct {
@@ -459,8 +457,8 @@ static void heap_del(carrier *c, eg__coro *co)
 
 /* ---- making coroutines ready ------------------------------------------------ */
 
-/* The ready list is the home's, locked: a rescuer takes from it while the
- * home's thread is stuck in foreign code. Uncontended otherwise. */
+/* The ready list, under a lock that is uncontended in practice (only the
+ * carrier's own thread touches it; other threads use the inbox). */
 static void ready_local(carrier *c, eg__coro *co)
 {
     co->next = NULL;
@@ -493,7 +491,6 @@ static eg__coro *ready_pop(carrier *c)
  * the one wake-up; later ones see 0. */
 static void carrier_notify(carrier *c)
 {
-    /* A stuck carrier's rescuer polls it (at most a millisecond late). */
     /* seq_cst: pairs with the sleeper's store of 1 then its queue checks. */
     if (atomic_load(&c->sleeping) && atomic_exchange(&c->sleeping, 0)) {
         uint64_t one = 1;
@@ -1090,41 +1087,12 @@ static int active_carriers(void)
 
 static void monitor_wake(void);
 
-/* The stuck carrier c serves, while it is still stuck. */
-static carrier *adopted(carrier *c)
-{
-    carrier *a = atomic_load_explicit(&c->adopt, memory_order_acquire);
-    if (a && !atomic_load_explicit(&a->stuck, memory_order_relaxed)) {
-        atomic_store(&c->adopt, NULL); /* its thread is back */
-        a = NULL;
-    }
-    return a;
-}
-
-/* A ready coroutine of c: its own list first, then (a rescuer) the stuck
- * carrier's, whose timers and poller it also runs. */
-static eg__coro *next_ready(carrier *c, bool poll)
-{
-    eg__coro *co = ready_pop(c);
-    if (co)
-        return co;
-    carrier *a = adopted(c);
-    if (!a)
-        return NULL;
-    run_timers(a);
-    drain_inbox(a);
-    if (poll && atomic_load_explicit(&a->nfd, memory_order_relaxed))
-        poll_events(a, 0);
-    return ready_pop(a);
-}
-
 /* Sleeps until something may be runnable. Returns false when a rescue
  * carrier should exit. */
 static bool carrier_sleep(carrier *c)
 {
     stop_spinning(c, false);
-    carrier *a = adopted(c);
-    if (c->rescue && !a && atomic_load(&c->nlive) == 0 && active_carriers() > G.n)
+    if (c->rescue && atomic_load(&c->nlive) == 0 && active_carriers() > G.n)
         return false;
     pthread_mutex_lock(&G.idle_mu);
     c->idle_next = G.idle;
@@ -1138,11 +1106,7 @@ static bool carrier_sleep(carrier *c)
      * nidle and wakes us. */
     bool work = atomic_load(&c->inbox) || any_runq_work() || !atomic_load(&c->idle_listed);
     if (!work) {
-        int timeout = timer_timeout(c);
-        /* A rescuer looks at the stuck carrier every millisecond. */
-        if (a && (timeout < 0 || timeout > 1))
-            timeout = 1;
-        poll_events(c, timeout);
+        poll_events(c, timer_timeout(c));
     }
     atomic_store(&c->sleeping, 0);
     idle_remove(c);
@@ -1169,7 +1133,7 @@ static bool find_work(carrier *c, eg__coro **co, eg__task **t)
             poll_events(c, 0);
         if (c->schedtick % 7 == 0 && (*t = runq_get(c)))
             goto found;
-        if ((*co = next_ready(c, c->schedtick % 31 == 0)))
+        if ((*co = ready_pop(c)))
             goto found;
         if ((*t = runq_get(c)) || (*t = global_get(c)))
             goto found;
@@ -1178,8 +1142,6 @@ static bool find_work(carrier *c, eg__coro **co, eg__task **t)
             if ((*co = ready_pop(c)))
                 goto found;
         }
-        if (adopted(c) && (*co = next_ready(c, true)))
-            goto found;
         int n = atomic_load_explicit(&G.ncars, memory_order_acquire);
         if (!c->spinning && 2 * atomic_load(&G.nspinning) < n) {
             c->spinning = true;
@@ -1219,9 +1181,10 @@ static void *carrier_main(void *arg)
         c->free = n;
     }
     c->nfree = 0;
-    atomic_fetch_sub(&G.nrescue_live, 1);
-    atomic_store(&c->retired, true);
     tls_car = NULL;
+    atomic_fetch_sub(&G.nrescue_live, 1);
+    /* Release: our last touch of c; the record may be reused at once. */
+    atomic_store(&c->retired, true);
     return NULL;
 }
 
@@ -1255,19 +1218,15 @@ static int carrier_init(carrier *c, int id, bool rescue)
     return 0;
 }
 
-static int carrier_start(bool rescue, carrier *adopt)
+static int carrier_start(bool rescue)
 {
     carrier *c = NULL;
     int n = atomic_load(&G.ncars);
     if (rescue) { /* reuse a retired rescue carrier's record */
         for (int i = 0; i < n && !c; i++) {
             carrier *v = G.cars[i];
-            if (atomic_load(&v->retired) && v->rescue) {
-                if (v->joinable)
-                    pthread_join(v->th, NULL);
-                v->joinable = false;
+            if (atomic_load(&v->retired) && v->rescue)
                 c = v;
-            }
         }
     }
     bool fresh = !c;
@@ -1288,10 +1247,12 @@ static int carrier_start(bool rescue, carrier *adopt)
         c->rescue = true;
     }
     atomic_store(&c->wake_spin, false);
-    atomic_store(&c->adopt, adopt);
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setstacksize(&a, 256 * 1024);
+    /* Detached: a retired rescue carrier's record is reused, its thread
+     * touches it no more once it set retired. */
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     if (fresh) {
         G.cars[n] = c;
         /* Release: the record is complete before thieves see it. */
@@ -1309,7 +1270,6 @@ static int carrier_start(bool rescue, carrier *adopt)
         atomic_store(&c->retired, true);
         return -r;
     }
-    c->joinable = true;
     return 0;
 }
 
@@ -1374,40 +1334,6 @@ static void *monitor_main(void *arg)
                 active++;
             }
         }
-        /* A stuck carrier's other coroutines (parked or ready) get a
-         * rescuer that resumes them on its own thread. */
-        for (int i = 0; stuck && i < n; i++) {
-            carrier *v = G.cars[i];
-            if (!atomic_load_explicit(&v->stuck, memory_order_relaxed) ||
-                atomic_load_explicit(&v->retired, memory_order_relaxed) ||
-                atomic_load_explicit(&v->nlive, memory_order_relaxed) <= 1)
-                continue;
-            carrier *idle_rescuer = NULL;
-            bool served = false;
-            for (int k = 0; k < n && !served; k++) {
-                carrier *r = G.cars[k];
-                if (r == v || atomic_load_explicit(&r->retired, memory_order_relaxed) ||
-                    atomic_load_explicit(&r->stuck, memory_order_relaxed))
-                    continue;
-                carrier *ra = atomic_load_explicit(&r->adopt, memory_order_relaxed);
-                if (ra == v)
-                    served = true;
-                else if (!ra && r->rescue && !idle_rescuer)
-                    idle_rescuer = r;
-            }
-            if (served)
-                continue;
-            if (idle_rescuer) {
-                atomic_store(&idle_rescuer->adopt, v);
-                carrier_notify(idle_rescuer);
-                continue;
-            }
-            pthread_mutex_lock(&G.mu);
-            if (carrier_start(true, v) == 0)
-                atomic_fetch_add_explicit(&G.st_rescues, 1, memory_order_relaxed);
-            pthread_mutex_unlock(&G.mu);
-            n = atomic_load_explicit(&G.ncars, memory_order_acquire);
-        }
         if (!any_runq_work())
             continue;
         if (atomic_load(&G.nidle) > 0) {
@@ -1416,7 +1342,7 @@ static void *monitor_main(void *arg)
         }
         if (stuck && active < G.n) {
             pthread_mutex_lock(&G.mu);
-            if (carrier_start(true, NULL) == 0)
+            if (carrier_start(true) == 0)
                 atomic_fetch_add_explicit(&G.st_rescues, 1, memory_order_relaxed);
             pthread_mutex_unlock(&G.mu);
         }
@@ -1502,7 +1428,7 @@ static int coro_start(void)
         G.n = default_carriers();
         int started = 0, err = 0;
         for (int i = 0; i < G.n; i++) {
-            int r = carrier_start(false, NULL);
+            int r = carrier_start(false);
             if (r) {
                 err = r;
                 break;

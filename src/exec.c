@@ -284,6 +284,11 @@ void eg_yield(void)
         sched_yield();
 }
 
+eg_executor eg_task_executor(void)
+{
+    return eg__coro_self() ? EG_EXEC_CORO : EG_EXEC_THREADS;
+}
+
 /* ---- choosing an executor --------------------------------------------------- */
 
 const eg__exec *eg__exec_get(eg_executor kind)

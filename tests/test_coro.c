@@ -151,8 +151,13 @@ static void nop_fn(job *j) { (void)j; }
 static void test_many_coroutines(void **state)
 {
     (void)state;
+#ifdef UNDER_SANITIZER
+    enum { N = 10000 }; /* a sanitizer's fiber bookkeeping is slow */
+#else
     enum { N = 100000 };
-    atomic_int done = 0;
+#endif
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *j = jobs_new(N, nop_fn, &done, NULL);
     for (int i = 0; i < N; i++)
         assert_int_equal(eg__coro_submit(&j[i].base), 0);
@@ -176,7 +181,8 @@ static void test_spawn_from_coroutine(void **state)
     (void)state;
     atomic_store(&spawn_done, 0);
     job *kids = jobs_new(1000, nop_fn, &spawn_done, NULL);
-    atomic_int done = 0;
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *p = jobs_new(1, spawner_fn, &done, kids);
     assert_int_equal(eg__coro_submit(&p->base), 0);
     wait_count(&spawn_done, 1000);
@@ -208,7 +214,8 @@ static void test_park_unpark_other_thread(void **state)
     (void)state;
     enum { N = 200 };
     parkpt *p = calloc(N, sizeof *p);
-    atomic_int done = 0;
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *j = jobs_new(N, park_fn, &done, p);
     for (int i = 0; i < N; i++) {
         atomic_init(&p[i].result, 99);
@@ -255,7 +262,8 @@ static void test_park_race_pingpong(void **state)
 {
     (void)state;
     pp x = {.rounds = 20000};
-    atomic_int done = 0;
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *j = jobs_new(1, pp_fn, &done, &x);
     assert_int_equal(eg__coro_submit(&j->base), 0);
     for (int r = 0; r < x.rounds; r++) {
@@ -284,7 +292,8 @@ static void timed_fn(job *j)
 static void test_park_deadline(void **state)
 {
     (void)state;
-    atomic_int done = 0;
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *j = jobs_new(1, timed_fn, &done, NULL);
     assert_int_equal(eg__coro_submit(&j->base), 0);
     wait_count(&done, 1);
@@ -306,7 +315,8 @@ static void test_timers(void **state)
     (void)state;
     enum { N = 2000 };
     atomic_store(&early, 0);
-    atomic_int done = 0;
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *j = jobs_new(N, sleeper_fn, &done, NULL);
     for (int i = 0; i < N; i++)
         assert_int_equal(eg__coro_submit(&j[i].base), 0);
@@ -321,7 +331,8 @@ static void test_batch_wakes_once_per_carrier(void **state)
     (void)state;
     enum { N = 1000 };
     parkpt *p = calloc(N, sizeof *p);
-    atomic_int done = 0;
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *j = jobs_new(N, park_fn, &done, p);
     for (int i = 0; i < N; i++)
         assert_int_equal(eg__coro_submit(&j[i].base), 0);
@@ -375,7 +386,8 @@ static void test_fd_wait(void **state)
         {.fd = pw[1], .events = POLLOUT},                 /* writable at once */
         {.fd = pw[0], .events = POLLIN, .timeout = MS(30)}, /* times out */
     };
-    atomic_int done = 0;
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *j = jobs_new(4, fd_fn, &done, w);
     for (int i = 0; i < 4; i++)
         assert_int_equal(eg__coro_submit(&j[i].base), 0);
@@ -439,7 +451,8 @@ static void test_tls_errno_stable(void **state)
     (void)state;
     enum { N = 500 };
     atomic_store(&tls_bad, 0);
-    atomic_int done = 0;
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *j = jobs_new(N, tls_fn, &done, NULL);
     for (int i = 0; i < N; i++)
         assert_int_equal(eg__coro_submit(&j[i].base), 0);
@@ -471,7 +484,8 @@ static void test_spin_until_sibling_sets(void **state)
     (void)state;
     atomic_store(&flag, 0);
     int n = eg__coro_carriers() + 2;
-    atomic_int done = 0;
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *s = jobs_new((size_t)n, spin_fn, &done, NULL);
     job *t = jobs_new(1, set_fn, &done, NULL);
     for (int i = 0; i < n; i++)
@@ -495,7 +509,8 @@ static void test_pthread_barrier_64(void **state)
     (void)state;
     enum { N = 64 };
     pthread_barrier_init(&bar, NULL, N);
-    atomic_int done = 0;
+    static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
     job *j = jobs_new(N, bar_fn, &done, NULL);
     for (int i = 0; i < N; i++)
         assert_int_equal(eg__coro_submit(&j[i].base), 0);
@@ -531,7 +546,9 @@ static void test_blocking_bracket(void **state)
     (void)state;
     atomic_store(&blk_gate, 0);
     int n = eg__coro_carriers();
-    atomic_int kdone = 0, done = 0;
+    static atomic_int kdone, done;
+    atomic_store(&kdone, 0);
+    atomic_store(&done, 0);
     job *kids = jobs_new((size_t)(8 * n), gate_fn, &kdone, NULL);
     job *b = jobs_new((size_t)n, blocker_fn, &done, NULL);
     for (int i = 0; i < n; i++) {
@@ -571,7 +588,9 @@ static void test_steal(void **state)
 {
     (void)state;
     atomic_store(&stolen, 0);
-    atomic_int kdone = 0, done = 0;
+    static atomic_int kdone, done;
+    atomic_store(&kdone, 0);
+    atomic_store(&done, 0);
     job *kids = jobs_new(64, who_fn, &kdone, NULL);
     job *p = jobs_new(1, busy_spawner_fn, &done, kids);
     assert_int_equal(eg__coro_submit(&p->base), 0);
@@ -620,7 +639,8 @@ static void test_guard_page_overflow(void **state)
     if (pid == 0) {
         struct rlimit rl = {0, 0};
         setrlimit(RLIMIT_CORE, &rl);
-        atomic_int done = 0;
+        static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
         job *n = jobs_new(4, neighbour_fn, &done, NULL);
         for (int i = 0; i < 4; i++)
             eg__coro_submit(&n[i].base);
@@ -649,7 +669,8 @@ static void test_stack_reuse(void **state)
     size_t before;
     eg__stack_stats(&before, NULL, NULL);
     for (int round = 0; round < 5; round++) {
-        atomic_int done = 0;
+        static atomic_int done; /* static: not a stack slot a later test reuses */
+    atomic_store(&done, 0);
         job *j = jobs_new(1000, nop_fn, &done, NULL);
         for (int i = 0; i < 1000; i++)
             assert_int_equal(eg__coro_submit(&j[i].base), 0);

@@ -39,6 +39,12 @@ typedef enum eg_executor {
  * Blocks: no. Thread-safety: any thread. */
 EG_EXPORT void eg_yield(void);
 
+/* What runs the calling task: EG_EXEC_CORO on a coroutine of the coroutine
+ * executor, EG_EXEC_THREADS anywhere else (a pool thread, or any thread of
+ * the program). For adapters that must not block a carrier in foreign code.
+ * Blocks: no. Thread-safety: any thread. */
+EG_EXPORT eg_executor eg_task_executor(void);
+
 typedef struct eg_pool_config {
     int max_threads;         /* >= 1 */
     size_t stack_size;       /* >= 64 KiB; 0 keeps the current value */
