@@ -416,7 +416,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: fanout [--latency A=300,B=100,C=200] [--fail B|none]\n"
-            "              [--url NAME=URL]... [--json] [--help]\n"
+            "              [--url NAME=URL]... [--executor threads|coro] [--json] [--help]\n"
             "\n"
             "Runs a handler that calls services A, B and C three ways\n"
             "(serial, WaitGroup, errgroup) and prints how long each took.\n"
@@ -426,6 +426,7 @@ static void usage(FILE *out)
             "                  comma separated, or none\n"
             "  --url NAME=URL  call URL instead of the built-in service NAME\n"
             "                  (repeatable); 2xx is success\n"
+            "  --executor E    run the tasks on threads (default) or coroutines\n"
             "  --json          one JSON object per variant, one per line\n"
             "  --help          this text\n");
 }
@@ -521,6 +522,13 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if ((val = flag_value(argc, argv, &i, "--executor"))) {
+            /* Before any group exists: the default is read once. */
+            if (strcmp(val, "threads") != 0 && strcmp(val, "coro") != 0) {
+                fprintf(stderr, "fanout: --executor: threads or coro\n");
+                return 2;
+            }
+            setenv("EG_EXECUTOR", val, 1);
         } else if ((val = flag_value(argc, argv, &i, "--latency"))) {
             ok = parse_latency(svcs, val);
         } else if ((val = flag_value(argc, argv, &i, "--fail"))) {
