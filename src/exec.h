@@ -41,6 +41,8 @@ EG_HIDDEN extern const eg__exec eg__exec_threads; /* pool.c */
 EG_HIDDEN extern const eg__exec eg__exec_coro;    /* coro.c */
 /* The executor for a group that chose none: EG_EXECUTOR, else threads. */
 EG_HIDDEN const eg__exec *eg__exec_default(void);
+/* eg_pool_configure's executor: 0, -EINVAL, -ENOTSUP. */
+EG_HIDDEN int eg__exec_set_default(eg_executor kind);
 /* The executor for kind, or NULL if this build has none of that kind. */
 EG_HIDDEN const eg__exec *eg__exec_get(eg_executor kind);
 

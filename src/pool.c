@@ -144,8 +144,15 @@ static inline void pool_init(void) { pthread_once(&pool_once, pool_init_once); }
 int eg_pool_configure(const eg_pool_config *cfg)
 {
     if (!cfg || cfg->max_threads < 0 || cfg->idle_timeout_ns < 0 ||
-        (cfg->stack_size && cfg->stack_size < MIN_STACK_SIZE))
+        (cfg->stack_size && cfg->stack_size < MIN_STACK_SIZE) ||
+        (cfg->executor != EG_EXEC_DEFAULT && cfg->executor != EG_EXEC_THREADS &&
+         cfg->executor != EG_EXEC_CORO))
         return -EINVAL;
+    if (cfg->executor != EG_EXEC_DEFAULT) {
+        int r = eg__exec_set_default(cfg->executor);
+        if (r)
+            return r;
+    }
     pool_init();
     pthread_mutex_lock(&P.mu);
     if (cfg->max_threads)
@@ -169,6 +176,7 @@ void eg_pool_get_config(eg_pool_config *cfg)
     pthread_mutex_lock(&P.mu);
     *cfg = P.cfg;
     pthread_mutex_unlock(&P.mu);
+    cfg->executor = eg__exec_default()->kind;
 }
 
 void eg_pool_get_stats(eg_pool_stats *st)

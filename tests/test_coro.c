@@ -684,6 +684,50 @@ static void test_stack_reuse(void **state)
     assert_true(eg__stack_size() >= 16 * 1024);
 }
 
+/* ---- choosing the executor ------------------------------------------------ */
+
+static int report_executor(eg_ctx *ctx, void *arg)
+{
+    *(eg_executor *)arg = eg_task_executor();
+    return 0;
+}
+
+static eg_executor run_one_task(eg_executor set)
+{
+    eg_group *g = eg_group_new(NULL);
+    if (set != EG_EXEC_DEFAULT)
+        assert_int_equal(eg_group_set_executor(g, set), 0);
+    eg_executor seen = EG_EXEC_DEFAULT;
+    assert_int_equal(eg_go(g, report_executor, &seen), 0);
+    assert_int_equal(eg_wait(g), 0);
+    eg_group_free(g);
+    return seen;
+}
+
+static void test_choose_executor(void **state)
+{
+    (void)state;
+    assert_int_equal(eg_task_executor(), EG_EXEC_THREADS); /* main is a thread */
+    assert_int_equal(run_one_task(EG_EXEC_CORO), EG_EXEC_CORO);
+    assert_int_equal(run_one_task(EG_EXEC_THREADS), EG_EXEC_THREADS);
+    eg_pool_config cfg;
+    eg_pool_get_config(&cfg);
+    eg_executor before = cfg.executor;
+    cfg.executor = EG_EXEC_CORO;
+    assert_int_equal(eg_pool_configure(&cfg), 0);
+    assert_int_equal(run_one_task(EG_EXEC_DEFAULT), EG_EXEC_CORO);
+    cfg.executor = EG_EXEC_THREADS;
+    assert_int_equal(eg_pool_configure(&cfg), 0);
+    assert_int_equal(run_one_task(EG_EXEC_DEFAULT), EG_EXEC_THREADS);
+    cfg.executor = (eg_executor)7;
+    assert_int_equal(eg_pool_configure(&cfg), -EINVAL);
+    cfg.executor = before;
+    assert_int_equal(eg_pool_configure(&cfg), 0);
+    eg_group *g = eg_group_new(NULL);
+    assert_int_equal(eg_group_set_executor(g, (eg_executor)9), -EINVAL);
+    eg_group_free(g);
+}
+
 int main(void)
 {
     /* At least two carriers, so stealing has somewhere to go. */
@@ -709,6 +753,7 @@ int main(void)
         EG_TEST(test_pthread_barrier_64),
         EG_TEST(test_blocking_bracket),
         EG_TEST(test_stack_reuse),
+        EG_TEST(test_choose_executor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

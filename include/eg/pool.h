@@ -49,11 +49,15 @@ typedef struct eg_pool_config {
     int max_threads;         /* >= 1 */
     size_t stack_size;       /* >= 64 KiB; 0 keeps the current value */
     int64_t idle_timeout_ns; /* >= 0; 0 means threads exit as soon as idle */
+    /* The process default executor for groups created later (overrides
+     * EG_EXECUTOR); EG_EXEC_DEFAULT keeps the current one. */
+    eg_executor executor;
 } eg_pool_config;
 
 /* Applies cfg (fields as documented above; max_threads 0 keeps the current
  * value). Running threads keep their stacks; the new values apply to threads
- * started later. Returns 0 or -EINVAL (nothing changed). Thread-safe. */
+ * started later. Returns 0, -EINVAL (nothing changed), or -ENOTSUP (executor
+ * is EG_EXEC_CORO and this build has none). Thread-safe. */
 EG_EXPORT int eg_pool_configure(const eg_pool_config *cfg);
 /* The configuration in force (defaults and environment applied). */
 EG_EXPORT void eg_pool_get_config(eg_pool_config *cfg);
