@@ -71,8 +71,8 @@ static int cmp_double(const void *a, const void *b)
 static bool json_out;
 
 /* Sorts samples[0..n) and prints their minimum and median. */
-static void report(const char *name, const char *unit, const char *what,
-                   double *samples, int n)
+static void report(const char *name, const char *unit, const char *what, double *samples,
+                   int n)
 {
     qsort(samples, (size_t)n, sizeof *samples, cmp_double);
     double min = samples[0];
@@ -101,7 +101,10 @@ static void check(const char *what, int rc)
 
 /* ---- group of 3, 1000 tasks, limit 2 ------------------------------------ */
 
-static int noop_task(eg_ctx *ctx, void *arg) { return 0; }
+static int noop_task(eg_ctx *ctx, void *arg)
+{
+    return 0;
+}
 
 /* Batch: `groups` groups of `tasks` no-op tasks each, every group with the
  * given limit (-1: none). Returns the batch's wall time in ns. */
@@ -137,7 +140,10 @@ static void bench_groups(const char *name, const char *what, int reps, int group
 
 /* ---- pthread baselines --------------------------------------------------- */
 
-static void *noop_thread(void *arg) { return arg; }
+static void *noop_thread(void *arg)
+{
+    return arg;
+}
 
 /* Batch: `groups` times, create `tasks` threads, then join them all. */
 static int64_t run_pthreads(int groups, int tasks, pthread_t *th)
@@ -245,7 +251,8 @@ static void bench_blocked(const char *name, int n, int reps)
     for (int r = 0; r < reps; r++)
         s[r] = (double)run_cancel(n);
     char what[96];
-    snprintf(what, sizeof what, "%d blocked in eg_ctx_wait + 1 failing, start to eg_wait", n);
+    snprintf(what, sizeof what, "%d blocked in eg_ctx_wait + 1 failing, start to eg_wait",
+             n);
     report(name, "ns/group", what, s, reps);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -435,9 +442,9 @@ static void bench_mem(void)
 /* ---- main ---------------------------------------------------------------- */
 
 static const char *const all_benches[] = {
-    "mem",     "group3",    "tasks1000",  "limit2",         "cancel3",
-    "floor3",  "cancel100", "floor100",   "cancel1000",     "floor1000",
-    "fanout",  "pthread_group3", "pthread_tasks1000",
+    "mem",    "group3",         "tasks1000",         "limit2",     "cancel3",
+    "floor3", "cancel100",      "floor100",          "cancel1000", "floor1000",
+    "fanout", "pthread_group3", "pthread_tasks1000",
 };
 
 static void usage(FILE *f)
@@ -474,7 +481,8 @@ static void run_bench(const char *name, int reps, bool quick)
     if (!strcmp(name, "mem"))
         bench_mem();
     else if (!strcmp(name, "group3"))
-        bench_groups(name, "new + 3 eg_go + wait + free", reps, 2000 / scale, 3, -1, false);
+        bench_groups(name, "new + 3 eg_go + wait + free", reps, 2000 / scale, 3, -1,
+                     false);
     else if (!strcmp(name, "tasks1000"))
         bench_groups(name, "1000 no-op tasks in one group", reps, 5, 1000, -1, true);
     else if (!strcmp(name, "limit2"))
@@ -491,8 +499,7 @@ static void run_bench(const char *name, int reps, bool quick)
     else if (!strcmp(name, "pthread_group3"))
         bench_pthreads(name, "3 pthread_create + join", reps, 500 / scale, 3, false);
     else if (!strcmp(name, "pthread_tasks1000"))
-        bench_pthreads(name, "1000 pthread_create, then join all", reps, 1, 1000,
-                       true);
+        bench_pthreads(name, "1000 pthread_create, then join all", reps, 1, 1000, true);
     else {
         fprintf(stderr, "eg_bench: unknown benchmark '%s'\n", name);
         usage(stderr);

@@ -40,6 +40,8 @@ function(eg_adapter name mode module source)
   set_target_properties(errgroup-${name} PROPERTIES
     VERSION ${PROJECT_VERSION} SOVERSION ${EG_SOVERSION} EXPORT_NAME ${name})
   add_library(errgroup::${name} ALIAS errgroup-${name})
+  # Its exported symbols: the reviewed list src/errgroup-<name>.map.
+  eg_version_script(errgroup-${name} ${PROJECT_SOURCE_DIR}/src/errgroup-${name}.map)
   install(TARGETS errgroup-${name} EXPORT errgroupTargets
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
     ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})

@@ -85,8 +85,8 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *arg)
 /* Records how c ended, and returns err with msg attached for the group
  * (eg_errorf; outside a group task it just returns err). */
 EG_PRINTF(5, 6)
-static int call_end(struct call *c, int64_t start, enum outcome outcome,
-                    int err, const char *fmt, ...)
+static int call_end(struct call *c, int64_t start, enum outcome outcome, int err,
+                    const char *fmt, ...)
 {
     c->outcome = outcome;
     c->err = err;
@@ -127,14 +127,12 @@ static int call_service(eg_ctx *ctx, struct call *c)
         return call_end(c, start, OUTCOME_FAILED, err, "%s: %s", name,
                         curl_easy_strerror(rc));
     if (status < 200 || status > 299)
-        return call_end(c, start, OUTCOME_FAILED, -EIO, "%s: HTTP %ld", name,
-                        status);
+        return call_end(c, start, OUTCOME_FAILED, -EIO, "%s: HTTP %ld", name, status);
     return call_end(c, start, OUTCOME_OK, 0, "%s", "");
 }
 
 /* The first error of calls[0..n), in call order, with its text. */
-static int first_error(const struct call *calls, int n, char *errmsg,
-                       size_t len)
+static int first_error(const struct call *calls, int n, char *errmsg, size_t len)
 {
     for (int i = 0; i < n; i++) {
         if (calls[i].err != 0) {
@@ -148,8 +146,7 @@ static int first_error(const struct call *calls, int n, char *errmsg,
 /* ---- the handler, three ways -------------------------------------------- */
 
 /* 1. Serial: each call waits for the one before. */
-static int handle_serial(eg_ctx *ctx, struct call *calls, int n, char *errmsg,
-                         size_t len)
+static int handle_serial(eg_ctx *ctx, struct call *calls, int n, char *errmsg, size_t len)
 {
     for (int i = 0; i < n; i++)
         call_service(ctx, &calls[i]);
@@ -169,8 +166,8 @@ static void wg_call_fn(void *arg)
     call_service(w->ctx, w->call);
 }
 
-static int handle_waitgroup(eg_ctx *ctx, struct call *calls, int n,
-                            char *errmsg, size_t len)
+static int handle_waitgroup(eg_ctx *ctx, struct call *calls, int n, char *errmsg,
+                            size_t len)
 {
     eg_wg wg;
     struct wg_call args[NSERVICES];
@@ -200,8 +197,8 @@ static int call_task(eg_ctx *ctx, void *arg)
     return call_service(ctx, arg);
 }
 
-static int handle_errgroup(eg_ctx *ctx, struct call *calls, int n,
-                           char *errmsg, size_t len)
+static int handle_errgroup(eg_ctx *ctx, struct call *calls, int n, char *errmsg,
+                           size_t len)
 {
     eg_group *g = eg_group_new(ctx);
     if (!g)
@@ -221,8 +218,7 @@ static int handle_errgroup(eg_ctx *ctx, struct call *calls, int n,
 
 /* ---- running and reporting ---------------------------------------------- */
 
-typedef int handler_fn(eg_ctx *ctx, struct call *calls, int n, char *errmsg,
-                       size_t len);
+typedef int handler_fn(eg_ctx *ctx, struct call *calls, int n, char *errmsg, size_t len);
 
 struct variant {
     const char *name;
@@ -238,8 +234,7 @@ struct variant {
 
 /* The stub's record of the connection that carried call c: the next one
  * with a request in it. False when c sent no request or none came. */
-static bool take_record(httpstub *stub, const struct call *c,
-                        httpstub_record *r)
+static bool take_record(httpstub *stub, const struct call *c, httpstub_record *r)
 {
     if (!stub || !c->sent)
         return false;
@@ -260,9 +255,9 @@ static void run_variant(struct variant *v, struct service *svcs)
     }
     eg_ctx *request = eg_with_timeout(NULL, REQUEST_TIMEOUT_NS);
     int64_t start = eg_now();
-    v->err = request ? v->handle(request, v->calls, NSERVICES, v->errmsg,
-                                 sizeof v->errmsg)
-                     : -ENOMEM;
+    v->err = request
+                 ? v->handle(request, v->calls, NSERVICES, v->errmsg, sizeof v->errmsg)
+                 : -ENOMEM;
     v->elapsed_ns = eg_now() - start;
     eg_ctx_release(request);
     if (v->err != 0 && v->errmsg[0] == '\0')
@@ -271,8 +266,7 @@ static void run_variant(struct variant *v, struct service *svcs)
     /* Each call that reached a stub left one record there; the stub may
      * still be noticing the client's close. */
     for (int i = 0; i < NSERVICES; i++)
-        v->has_record[i] = take_record(svcs[i].stub, &v->calls[i],
-                                       &v->record[i]);
+        v->has_record[i] = take_record(svcs[i].stub, &v->calls[i], &v->record[i]);
 }
 
 static long ms(int64_t ns)
@@ -285,12 +279,11 @@ static void call_cell(const struct call *c, char *buf, size_t len)
     if (c->outcome == OUTCOME_CANCELLED)
         snprintf(buf, len, "cancelled after %ld ms", ms(c->elapsed_ns));
     else
-        snprintf(buf, len, "%s, %ld ms", outcome_name(c->outcome),
-                 ms(c->elapsed_ns));
+        snprintf(buf, len, "%s, %ld ms", outcome_name(c->outcome), ms(c->elapsed_ns));
 }
 
-static void record_cell(const struct service *svc, const struct variant *v,
-                        int i, char *buf, size_t len)
+static void record_cell(const struct service *svc, const struct variant *v, int i,
+                        char *buf, size_t len)
 {
     const httpstub_record *r = &v->record[i];
     if (!svc->stub)
@@ -360,13 +353,12 @@ static void print_table(const struct service *svcs, struct variant *vs, int nv)
     for (int k = 0; k < nv; k++) {
         struct variant *v = &vs[k];
         for (int i = 0; i < NSERVICES; i++) {
-            if (!v->has_record[i] ||
-                v->record[i].outcome != HTTPSTUB_CLIENT_CLOSED)
+            if (!v->has_record[i] || v->record[i].outcome != HTTPSTUB_CLIENT_CLOSED)
                 continue;
             printf("%s%s: the client closed %s's connection after %ld ms, "
                    "before its answer was due at %ld ms\n",
-                   first ? "\n" : "", v->name, svcs[i].name,
-                   ms(v->record[i].after_ns), ms(svcs[i].latency_ns));
+                   first ? "\n" : "", v->name, svcs[i].name, ms(v->record[i].after_ns),
+                   ms(svcs[i].latency_ns));
             first = false;
         }
     }
@@ -403,8 +395,8 @@ static void print_json(struct variant *vs, int nv)
             const struct call *c = &v->calls[i];
             printf("%s{\"name\":", i ? "," : "");
             json_string(c->svc->name);
-            printf(",\"outcome\":\"%s\",\"elapsed_ms\":%ld}",
-                   outcome_name(c->outcome), ms(c->elapsed_ns));
+            printf(",\"outcome\":\"%s\",\"elapsed_ms\":%ld}", outcome_name(c->outcome),
+                   ms(c->elapsed_ns));
         }
         printf("]}\n");
     }
@@ -414,25 +406,25 @@ static void print_json(struct variant *vs, int nv)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: fanout [--latency A=300,B=100,C=200] [--fail B|none]\n"
-            "              [--url NAME=URL]... [--executor threads|coro] [--json] [--help]\n"
-            "\n"
-            "Runs a handler that calls services A, B and C three ways\n"
-            "(serial, WaitGroup, errgroup) and prints how long each took.\n"
-            "\n"
-            "  --latency LIST  built-in services' answer delays in ms\n"
-            "  --fail LIST     services that answer HTTP 500 (default B),\n"
-            "                  comma separated, or none\n"
-            "  --url NAME=URL  call URL instead of the built-in service NAME\n"
-            "                  (repeatable); 2xx is success\n"
-            "  --executor E    run the tasks on threads (default) or coroutines\n"
-            "  --json          one JSON object per variant, one per line\n"
-            "  --help          this text\n");
+    fprintf(
+        out,
+        "usage: fanout [--latency A=300,B=100,C=200] [--fail B|none]\n"
+        "              [--url NAME=URL]... [--executor threads|coro] [--json] [--help]\n"
+        "\n"
+        "Runs a handler that calls services A, B and C three ways\n"
+        "(serial, WaitGroup, errgroup) and prints how long each took.\n"
+        "\n"
+        "  --latency LIST  built-in services' answer delays in ms\n"
+        "  --fail LIST     services that answer HTTP 500 (default B),\n"
+        "                  comma separated, or none\n"
+        "  --url NAME=URL  call URL instead of the built-in service NAME\n"
+        "                  (repeatable); 2xx is success\n"
+        "  --executor E    run the tasks on threads (default) or coroutines\n"
+        "  --json          one JSON object per variant, one per line\n"
+        "  --help          this text\n");
 }
 
-static struct service *find_service(struct service *svcs, const char *name,
-                                    size_t len)
+static struct service *find_service(struct service *svcs, const char *name, size_t len)
 {
     for (int i = 0; i < NSERVICES; i++)
         if (strlen(svcs[i].name) == len && strncmp(svcs[i].name, name, len) == 0)
@@ -554,11 +546,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < NSERVICES && status == 0; i++) {
         if (external[i])
             continue;
-        int err = httpstub_start(&svcs[i].stub, svcs[i].status,
-                                 svcs[i].latency_ns);
+        int err = httpstub_start(&svcs[i].stub, svcs[i].status, svcs[i].latency_ns);
         if (err != 0) {
-            fprintf(stderr, "fanout: cannot start service %s: %s\n",
-                    svcs[i].name, eg_strerror(err));
+            fprintf(stderr, "fanout: cannot start service %s: %s\n", svcs[i].name,
+                    eg_strerror(err));
             status = 1;
             break;
         }
@@ -578,8 +569,7 @@ int main(int argc, char **argv)
             for (int i = 0; i < NSERVICES; i++) {
                 if (svcs[i].stub)
                     printf("  %s  %-28s HTTP %d after %ld ms\n", svcs[i].name,
-                           svcs[i].url, svcs[i].status,
-                           ms(svcs[i].latency_ns));
+                           svcs[i].url, svcs[i].status, ms(svcs[i].latency_ns));
                 else
                     printf("  %s  %s\n", svcs[i].name, svcs[i].url);
             }

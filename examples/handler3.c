@@ -26,11 +26,11 @@
 /* ---- the handler --------------------------------------------------------- */
 
 struct request {
-    const char *profile_url;  /* HTTP */
-    int redis_port;           /* Redis: the session */
-    const char *pg_conninfo;  /* PostgreSQL: the orders */
-    const char *pg_sleep;     /* how slow the orders query is, seconds */
-    long http_status;         /* results */
+    const char *profile_url; /* HTTP */
+    int redis_port;          /* Redis: the session */
+    const char *pg_conninfo; /* PostgreSQL: the orders */
+    const char *pg_sleep;    /* how slow the orders query is, seconds */
+    long http_status;        /* results */
     char session[64];
     int orders;
 };
@@ -50,7 +50,7 @@ static int fetch_profile(eg_ctx *ctx, void *arg)
     curl_easy_setopt(h, CURLOPT_URL, rq->profile_url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-    CURLcode rc = eg_curl_perform(ctx, h);      /* aborted when ctx is done */
+    CURLcode rc = eg_curl_perform(ctx, h); /* aborted when ctx is done */
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rq->http_status);
     curl_easy_cleanup(h);
     if (rc != CURLE_OK)
@@ -68,7 +68,8 @@ static int fetch_session(eg_ctx *ctx, void *arg)
     if (!c)
         return err;
     redisReply *r = NULL;
-    err = eg_redis_command(ctx, c, &r, "GET %s", "session:42"); /* abandoned when ctx is done */
+    err = eg_redis_command(ctx, c, &r, "GET %s",
+                           "session:42"); /* abandoned when ctx is done */
     if (err == 0 && r->type == REDIS_REPLY_STRING)
         snprintf(rq->session, sizeof rq->session, "%s", r->str);
     else if (err == 0)
@@ -88,9 +89,10 @@ static int fetch_orders(eg_ctx *ctx, void *arg)
         return err;
     PGresult *res = NULL;
     const char *params[] = {rq->pg_sleep};
-    err = eg_pq_exec_params(ctx, c, /* cancelled on the server when ctx is done */
-                            "SELECT count(*) FROM generate_series(1, 3), pg_sleep($1::float8)",
-                            1, NULL, params, NULL, NULL, 0, &res);
+    err = eg_pq_exec_params(
+        ctx, c, /* cancelled on the server when ctx is done */
+        "SELECT count(*) FROM generate_series(1, 3), pg_sleep($1::float8)", 1, NULL,
+        params, NULL, NULL, 0, &res);
     if (err == 0)
         rq->orders = atoi(PQgetvalue(res, 0, 0));
     PQclear(res);
@@ -125,7 +127,8 @@ static int handle(eg_ctx *request_ctx, struct request *rq)
 
 static int usage(FILE *to)
 {
-    fprintf(to, "usage: handler3 --redis PORT --pg CONNINFO [--fail http] [--pg-sleep SECONDS]\n");
+    fprintf(to, "usage: handler3 --redis PORT --pg CONNINFO [--fail http] [--pg-sleep "
+                "SECONDS]\n");
     return to == stdout ? 0 : 2;
 }
 

@@ -52,7 +52,8 @@ static int one_call(eg_ctx *ctx, void *arg)
         err = -errno;
         goto out;
     }
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sh->port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)sh->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     err = eg_connect(ctx, fd, (struct sockaddr *)&sa, sizeof sa);
     static const char req[] = "GET / HTTP/1.1\r\nHost: stub\r\nConnection: close\r\n\r\n";
@@ -111,8 +112,8 @@ static int child(const char *executor, int calls, int window, int latency_ms)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("%-8s  %7d  %7d  %7.2f s  %7.1f MiB%s%s\n", executor, started,
-           atomic_load(&sh.ok), secs, (double)ru.ru_maxrss / 1024.0, err ? "  first error: " : "",
-           err ? msg : "");
+           atomic_load(&sh.ok), secs, (double)ru.ru_maxrss / 1024.0,
+           err ? "  first error: " : "", err ? msg : "");
     return err ? 1 : 0;
 }
 
@@ -164,8 +165,8 @@ int main(int argc, char **argv)
             snprintf(n, sizeof n, "%d", calls);
             snprintf(w, sizeof w, "%d", window);
             snprintf(l, sizeof l, "%d", latency_ms);
-            execl("/proc/self/exe", argv[0], "--child", "--executor", runs[k], "--calls", n,
-                  "--window", w, "--latency", l, (char *)NULL);
+            execl("/proc/self/exe", argv[0], "--child", "--executor", runs[k], "--calls",
+                  n, "--window", w, "--latency", l, (char *)NULL);
             _exit(127);
         }
         int st;

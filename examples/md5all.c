@@ -193,15 +193,14 @@ static void close_results_when_done(void *arg)
 
 static int by_path(const void *a, const void *b)
 {
-    return strcmp(((const struct result *)a)->path,
-                  ((const struct result *)b)->path);
+    return strcmp(((const struct result *)a)->path, ((const struct result *)b)->path);
 }
 
 /* Digests every regular file under root. Returns 0 and *out (n results,
  * sorted by path; free each path and the array), or the first error with
  * its text in errmsg. */
-static int md5_all(eg_ctx *ctx, const char *root, struct result **out,
-                   size_t *n, char *errmsg, size_t errlen)
+static int md5_all(eg_ctx *ctx, const char *root, struct result **out, size_t *n,
+                   char *errmsg, size_t errlen)
 {
     struct pipeline p = {.root = root};
     p.g = eg_group_new(ctx);
@@ -287,8 +286,7 @@ int main(int argc, char **argv)
     struct result *all;
     size_t n;
     char errmsg[EG_ERRMSG_MAX] = "";
-    int err = md5_all(eg_background(), argv[1], &all, &n, errmsg,
-                      sizeof errmsg);
+    int err = md5_all(eg_background(), argv[1], &all, &n, errmsg, sizeof errmsg);
     if (err != 0) {
         fprintf(stderr, "md5all: %s\n", errmsg);
         return 1;

@@ -33,8 +33,8 @@ struct search {
 };
 
 /* A fake backend that answers at once, like Go's fakeSearch. */
-static int fake_search(eg_ctx *ctx, const struct search *self,
-                       const char *query, struct result *out)
+static int fake_search(eg_ctx *ctx, const struct search *self, const char *query,
+                       struct result *out)
 {
     snprintf(out->text, sizeof out->text, "%s result for \"%s\"", self->kind, query);
     return 0;

@@ -84,7 +84,8 @@
 #endif
 #endif
 #ifdef EG_ASAN
-void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,
+                                    size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
                                      size_t *size_old);
 #endif
@@ -109,18 +110,18 @@ enum { ST_RUNNING, ST_PARKING, ST_YIELD, ST_DONE };
 
 struct eg__coro {
     eg__mctx ctx;
-    eg__coro *next;         /* ready list, inbox, free list */
-    carrier *car;           /* home: its ready list, timers and poller */
-    carrier *runner;        /* the carrier whose thread runs it now */
+    eg__coro *next;  /* ready list, inbox, free list */
+    carrier *car;    /* home: its ready list, timers and poller */
+    carrier *runner; /* the carrier whose thread runs it now */
     eg__task *task;
-    void *stack;            /* lowest usable address */
-    int status;             /* ST_*, set by the coroutine before it switches out */
-    atomic_uint *park_st;   /* the park state while parking */
+    void *stack;          /* lowest usable address */
+    int status;           /* ST_*, set by the coroutine before it switches out */
+    atomic_uint *park_st; /* the park state while parking */
     int64_t deadline;
-    size_t heap_idx;        /* in car->heap, NO_HEAP when not armed */
-    unsigned revents;       /* epoll events that ended a fd wait */
-    eg__frame *frame;       /* eg__current while switched out */
-    int err;                /* errno while switched out */
+    size_t heap_idx;  /* in car->heap, NO_HEAP when not armed */
+    unsigned revents; /* epoll events that ended a fd wait */
+    eg__frame *frame; /* eg__current while switched out */
+    int err;          /* errno while switched out */
 #ifdef EG_ASAN
     void *asan_fake;
 #endif
@@ -136,20 +137,20 @@ struct carrier {
     _Atomic(eg__task *) buf[RUNQ];
     /* Shared with other threads that ready coroutines or wake us. */
     _Alignas(64) _Atomic(eg__coro *) inbox;
-    atomic_int sleeping;    /* 1 while in (or about to enter) epoll_wait */
+    atomic_int sleeping;     /* 1 while in (or about to enter) epoll_wait */
     atomic_bool idle_listed; /* on G.idle (changed under G.idle_mu) */
-    atomic_bool wake_spin;  /* woken by wakep: starts out spinning */
-    atomic_uint tick;       /* coroutine switches, sampled by the monitor */
-    atomic_bool in_coro;    /* running a coroutine now */
-    atomic_int blocking;    /* inside eg__coro_blocking_begin/end */
-    atomic_bool retired;    /* a rescue carrier that exited */
-    atomic_bool stuck;      /* monitor: in one coroutine too long */
-    atomic_long nlive;      /* started coroutines homed here, not done */
-    atomic_int nfd;         /* fd waits registered on ep */
-    atomic_size_t nheap;    /* mirror of heap_len for unlocked peeks */
-    pthread_mutex_t rq_mu;  /* ready list */
+    atomic_bool wake_spin;   /* woken by wakep: starts out spinning */
+    atomic_uint tick;        /* coroutine switches, sampled by the monitor */
+    atomic_bool in_coro;     /* running a coroutine now */
+    atomic_int blocking;     /* inside eg__coro_blocking_begin/end */
+    atomic_bool retired;     /* a rescue carrier that exited */
+    atomic_bool stuck;       /* monitor: in one coroutine too long */
+    atomic_long nlive;       /* started coroutines homed here, not done */
+    atomic_int nfd;          /* fd waits registered on ep */
+    atomic_size_t nheap;     /* mirror of heap_len for unlocked peeks */
+    pthread_mutex_t rq_mu;   /* ready list */
     pthread_mutex_t heap_mu; /* heap */
-    carrier *idle_next;     /* under G.idle_mu */
+    carrier *idle_next;      /* under G.idle_mu */
     /* Under rq_mu. */
     _Alignas(64) eg__coro *ready_head, *ready_tail;
     /* Owner only. */
@@ -162,7 +163,7 @@ struct carrier {
     int ep, evfd;
     bool spinning;
     bool rescue;
-    bool guest;             /* a waiting thread's temporary carrier */
+    bool guest; /* a waiting thread's temporary carrier */
     unsigned schedtick;
     uint32_t rnd;
     eg__mctx sched;
@@ -183,11 +184,11 @@ struct carrier {
 };
 
 static struct {
-    pthread_mutex_t mu;     /* startup and carrier creation */
-    int state;              /* 0 not started, 1 running, <0 failed (-errno) */
-    int n;                  /* carriers aimed for */
+    pthread_mutex_t mu; /* startup and carrier creation */
+    int state;          /* 0 not started, 1 running, <0 failed (-errno) */
+    int n;              /* carriers aimed for */
     carrier *cars[MAX_CARRIERS];
-    atomic_int ncars;       /* entries of cars in use (they are never freed) */
+    atomic_int ncars; /* entries of cars in use (they are never freed) */
     pthread_mutex_t gq_mu;
     eg__task *gq_head, *gq_tail;
     atomic_long gq_len;
@@ -200,7 +201,7 @@ static struct {
     pthread_mutex_t mon_mu;
     pthread_cond_t mon_cond;
     atomic_bool mon_kick;
-    atomic_bool mon_parked;  /* the monitor waits without a timeout */
+    atomic_bool mon_parked; /* the monitor waits without a timeout */
     atomic_long st_started, st_wakes, st_steals, st_rescues;
 } G = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -210,7 +211,7 @@ static struct {
     .mon_cond = PTHREAD_COND_INITIALIZER,
 };
 
-static _Thread_local carrier *tls_car;  /* the carrier this thread is */
+static _Thread_local carrier *tls_car;   /* the carrier this thread is */
 static _Thread_local eg__coro *tls_self; /* the coroutine running now */
 static _Thread_local carrier *tls_guest; /* this thread's temporary carrier */
 
@@ -244,8 +245,14 @@ static uint32_t rnd_next(carrier *c)
     return c->rnd = x;
 }
 
-eg__coro *eg__coro_current(void) { return tls_self; }
-void *eg__coro_self(void) { return tls_self; }
+eg__coro *eg__coro_current(void)
+{
+    return tls_self;
+}
+void *eg__coro_self(void)
+{
+    return tls_self;
+}
 
 /* ---- the run queue ring (Go's runqput / runqget / runqsteal) ------------- */
 
@@ -279,8 +286,8 @@ static bool runq_put_slow(carrier *c, eg__task *t, unsigned h, unsigned tl)
         batch[i] = atomic_load_explicit(&c->buf[(h + i) % RUNQ], memory_order_relaxed);
     /* Release-free CAS suffices to claim them: the slots were written by
      * us (the owner) and we read them before the claim. */
-    if (!atomic_compare_exchange_strong_explicit(&c->head, &h, h + n, memory_order_release,
-                                                 memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(
+            &c->head, &h, h + n, memory_order_release, memory_order_relaxed))
         return false; /* thieves took some: the ring has room now */
     batch[n] = t;
     for (unsigned i = 0; i < n; i++)
@@ -315,8 +322,8 @@ static eg__task *runq_get(carrier *c)
             return NULL;
         eg__task *t = atomic_load_explicit(&c->buf[h % RUNQ], memory_order_relaxed);
         /* Release: hands the slot back to the owner's next put. */
-        if (atomic_compare_exchange_weak_explicit(&c->head, &h, h + 1, memory_order_release,
-                                                  memory_order_relaxed))
+        if (atomic_compare_exchange_weak_explicit(
+                &c->head, &h, h + 1, memory_order_release, memory_order_relaxed))
             return t;
     }
 }
@@ -338,11 +345,12 @@ static eg__task *runq_steal(carrier *dst, carrier *src)
         if (n > RUNQ / 2)
             continue; /* read head and tail inconsistently: retry */
         for (unsigned i = 0; i < n; i++) {
-            eg__task *t = atomic_load_explicit(&src->buf[(h + i) % RUNQ], memory_order_relaxed);
+            eg__task *t =
+                atomic_load_explicit(&src->buf[(h + i) % RUNQ], memory_order_relaxed);
             atomic_store_explicit(&dst->buf[(dt + i) % RUNQ], t, memory_order_relaxed);
         }
-        if (atomic_compare_exchange_weak_explicit(&src->head, &h, h + n, memory_order_acq_rel,
-                                                  memory_order_relaxed))
+        if (atomic_compare_exchange_weak_explicit(
+                &src->head, &h, h + n, memory_order_acq_rel, memory_order_relaxed))
             break;
     }
     n--;
@@ -506,7 +514,10 @@ static _Thread_local int tls_batch;
 static _Thread_local int tls_npending;
 static _Thread_local carrier *tls_pending[BATCH_MAX];
 
-void eg__coro_batch_begin(void) { tls_batch++; }
+void eg__coro_batch_begin(void)
+{
+    tls_batch++;
+}
 
 void eg__coro_batch_end(void)
 {
@@ -544,8 +555,8 @@ static void make_ready(eg__coro *co)
         co->next = old;
     /* Release: what the waker did before is visible when co resumes;
      * seq_cst on success orders the push before carrier_notify's load. */
-    while (!atomic_compare_exchange_weak_explicit(&c->inbox, &old, co, memory_order_seq_cst,
-                                                  memory_order_relaxed));
+    while (!atomic_compare_exchange_weak_explicit(
+        &c->inbox, &old, co, memory_order_seq_cst, memory_order_relaxed));
     notify_or_defer(c);
 }
 
@@ -612,7 +623,8 @@ static void switch_in(carrier *c, eg__coro *co)
     c->cur = co;
     co->runner = c;
     tls_self = co;
-    atomic_store_explicit(&c->tick, atomic_load_explicit(&c->tick, memory_order_relaxed) + 1,
+    atomic_store_explicit(&c->tick,
+                          atomic_load_explicit(&c->tick, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     atomic_store_explicit(&c->in_coro, true, memory_order_relaxed);
 #ifdef EG_ASAN
@@ -657,7 +669,8 @@ static void coro_entry(void *arg)
 {
     eg__coro *co = arg;
 #ifdef EG_ASAN
-    __sanitizer_finish_switch_fiber(NULL, &co->runner->sched_bottom, &co->runner->sched_size);
+    __sanitizer_finish_switch_fiber(NULL, &co->runner->sched_bottom,
+                                    &co->runner->sched_size);
 #endif
     co->task->run(co->task);
     co->status = ST_DONE;
@@ -703,7 +716,9 @@ int eg__coro_park(atomic_uint *st, int64_t deadline)
         pthread_mutex_unlock(&c->heap_mu);
     }
     /* Acquire: what the unparker did before its CAS happens before us. */
-    return atomic_load_explicit(st, memory_order_acquire) == EG__CPARK_NOTIFIED ? 0 : -ETIMEDOUT;
+    return atomic_load_explicit(st, memory_order_acquire) == EG__CPARK_NOTIFIED
+               ? 0
+               : -ETIMEDOUT;
 }
 
 void eg__coro_yield(void)
@@ -1078,7 +1093,8 @@ static int active_carriers(void)
             continue;
         if (atomic_load_explicit(&v->in_coro, memory_order_relaxed) &&
             (atomic_load_explicit(&v->blocking, memory_order_relaxed) ||
-             eg_now() - atomic_load_explicit(&v->mon_since, memory_order_relaxed) >= STUCK_NS))
+             eg_now() - atomic_load_explicit(&v->mon_since, memory_order_relaxed) >=
+                 STUCK_NS))
             continue; /* stuck: does not count */
         k++;
     }
@@ -1104,7 +1120,8 @@ static bool carrier_sleep(carrier *c)
     /* seq_cst loads after the seq_cst stores above: a submitter that
      * pushed before our nidle++ is seen here; one that pushes after sees
      * nidle and wakes us. */
-    bool work = atomic_load(&c->inbox) || any_runq_work() || !atomic_load(&c->idle_listed);
+    bool work =
+        atomic_load(&c->inbox) || any_runq_work() || !atomic_load(&c->idle_listed);
     if (!work) {
         poll_events(c, timer_timeout(c));
     }
@@ -1297,7 +1314,8 @@ static void *monitor_main(void *arg)
             if (busy) {
                 struct timespec ts;
                 clock_gettime(CLOCK_MONOTONIC, &ts);
-                int64_t d = (int64_t)ts.tv_sec * EG_NSEC_PER_SEC + ts.tv_nsec + MONITOR_NS;
+                int64_t d =
+                    (int64_t)ts.tv_sec * EG_NSEC_PER_SEC + ts.tv_nsec + MONITOR_NS;
                 eg__ts_from_ns(&ts, d);
                 pthread_cond_timedwait(&G.mon_cond, &G.mon_mu, &ts);
             } else {
@@ -1320,13 +1338,15 @@ static void *monitor_main(void *arg)
             if (atomic_load_explicit(&v->retired, memory_order_relaxed))
                 continue;
             unsigned tk = atomic_load_explicit(&v->tick, memory_order_relaxed);
-            if (tk != v->mon_tick || !atomic_load_explicit(&v->in_coro, memory_order_relaxed)) {
+            if (tk != v->mon_tick ||
+                !atomic_load_explicit(&v->in_coro, memory_order_relaxed)) {
                 v->mon_tick = tk;
                 atomic_store_explicit(&v->mon_since, now, memory_order_relaxed);
             }
             bool in = atomic_load_explicit(&v->in_coro, memory_order_relaxed);
             if (in && (atomic_load_explicit(&v->blocking, memory_order_relaxed) ||
-                       now - atomic_load_explicit(&v->mon_since, memory_order_relaxed) >= STUCK_NS)) {
+                       now - atomic_load_explicit(&v->mon_since, memory_order_relaxed) >=
+                           STUCK_NS)) {
                 stuck++;
                 if (!atomic_load_explicit(&v->stuck, memory_order_relaxed))
                     atomic_store(&v->stuck, true);
@@ -1474,9 +1494,15 @@ int eg__coro_carriers(void)
 
 static int coro_submit(eg__task *t, eg__queue *q);
 
-int eg__coro_submit(eg__task *t) { return coro_submit(t, NULL); }
+int eg__coro_submit(eg__task *t)
+{
+    return coro_submit(t, NULL);
+}
 
-int eg__coro_submit_q(eg__queue *q, eg__task *t) { return coro_submit(t, q); }
+int eg__coro_submit_q(eg__queue *q, eg__task *t)
+{
+    return coro_submit(t, q);
+}
 
 static int coro_submit(eg__task *t, eg__queue *q)
 {

@@ -24,7 +24,12 @@ typedef struct eg__coro eg__coro;
  * means the coroutine has fully switched out and the winner of the CAS must
  * make it runnable; from WAITING the CAS winner need do nothing, the
  * parking coroutine sees the result itself. */
-enum { EG__CPARK_WAITING = 0, EG__CPARK_NOTIFIED = 1, EG__CPARK_TIMEDOUT = 2, EG__CPARK_PARKED = 3 };
+enum {
+    EG__CPARK_WAITING = 0,
+    EG__CPARK_NOTIFIED = 1,
+    EG__CPARK_TIMEDOUT = 2,
+    EG__CPARK_PARKED = 3
+};
 
 /* Queues t to run on a new coroutine. Returns 0, or -EAGAIN when no carrier
  * thread could be started (t was not queued). Any thread. */
@@ -50,7 +55,8 @@ EG_HIDDEN void eg__coro_sleep_until(int64_t deadline_ns);
  * POLLOUT, POLLPRI) or deadline_ns, or an eg__coro_unpark(st, self).
  * *st must be WAITING. Returns poll revents (>0), 0 at the deadline,
  * -ECANCELED when unparked, or a negative errno from epoll (-EBADF...). */
-EG_HIDDEN int eg__coro_poll_fd(int fd, short events, int64_t deadline_ns, atomic_uint *st);
+EG_HIDDEN int eg__coro_poll_fd(int fd, short events, int64_t deadline_ns,
+                               atomic_uint *st);
 /* eg__coro_yield, eg__coro_blocking_begin/end: see exec.h. */
 /* Runs the unstarted tasks of q that wait in the global queue on the
  * calling thread, which becomes a temporary carrier for them, until they
@@ -61,11 +67,11 @@ EG_HIDDEN int eg__coro_carriers(void);
 
 /* Scheduler counters, for tests and benchmarks. */
 typedef struct eg__coro_stats {
-    long carriers;      /* carrier threads started, rescue ones included */
-    long rescues;       /* carriers started by the monitor */
-    long started;       /* coroutines started */
-    long wakes;         /* thread wake-ups sent to sleeping carriers */
-    long steals;        /* successful steals */
+    long carriers; /* carrier threads started, rescue ones included */
+    long rescues;  /* carriers started by the monitor */
+    long started;  /* coroutines started */
+    long wakes;    /* thread wake-ups sent to sleeping carriers */
+    long steals;   /* successful steals */
 } eg__coro_stats;
 EG_HIDDEN void eg__coro_get_stats(eg__coro_stats *s);
 

@@ -84,14 +84,14 @@ void eg__mctx_make(eg__mctx *c, void *lo, size_t size, void (*fn)(void *), void 
      * address for debuggers. */
     uint64_t *sp = (uint64_t *)(top - 16) - 9;
     memset(sp, 0, (9 + 2) * sizeof *sp);
-    sp[0] = 0x037F;   /* x87 control word: ABI default */
-    sp[1] = 0x1F80;   /* MXCSR: ABI default (all exceptions masked) */
-    sp[2] = 0;        /* r15 */
-    sp[3] = 0;        /* r14 */
+    sp[0] = 0x037F;                   /* x87 control word: ABI default */
+    sp[1] = 0x1F80;                   /* MXCSR: ABI default (all exceptions masked) */
+    sp[2] = 0;                        /* r15 */
+    sp[3] = 0;                        /* r14 */
     sp[4] = (uint64_t)(uintptr_t)arg; /* r13 */
     sp[5] = (uint64_t)(uintptr_t)fn;  /* r12 */
-    sp[6] = 0;        /* rbx */
-    sp[7] = 0;        /* rbp: ends frame-pointer walks */
+    sp[6] = 0;                        /* rbx */
+    sp[7] = 0;                        /* rbp: ends frame-pointer walks */
     sp[8] = (uint64_t)(uintptr_t)eg__coro_trampoline;
     c->sp = sp;
 }
@@ -150,16 +150,19 @@ void eg__mctx_make(eg__mctx *c, void *lo, size_t size, void (*fn)(void *), void 
     uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
     uint64_t *sp = (uint64_t *)(top - 176);
     memset(sp, 0, 176);
-    sp[0] = (uint64_t)(uintptr_t)fn;  /* x19 */
-    sp[1] = (uint64_t)(uintptr_t)arg; /* x20 */
-    sp[10] = 0;                       /* x29: ends frame-pointer walks */
+    sp[0] = (uint64_t)(uintptr_t)fn;                   /* x19 */
+    sp[1] = (uint64_t)(uintptr_t)arg;                  /* x20 */
+    sp[10] = 0;                                        /* x29: ends frame-pointer walks */
     sp[11] = (uint64_t)(uintptr_t)eg__coro_trampoline; /* x30 */
-    sp[20] = 0;                       /* FPCR: round to nearest, no traps */
+    sp[20] = 0; /* FPCR: round to nearest, no traps */
     c->sp = sp;
 }
 #endif
 
-void eg__mctx_switch(eg__mctx *from, eg__mctx *to) { eg__coro_jump(&from->sp, to->sp); }
+void eg__mctx_switch(eg__mctx *from, eg__mctx *to)
+{
+    eg__coro_jump(&from->sp, to->sp);
+}
 
 #else /* EG_CORO_UCONTEXT */
 
@@ -179,10 +182,13 @@ void eg__mctx_make(eg__mctx *c, void *lo, size_t size, void (*fn)(void *), void 
     c->uc.uc_stack.ss_size = size;
     c->uc.uc_link = NULL;
     uintptr_t f = (uintptr_t)fn, a = (uintptr_t)arg;
-    makecontext(&c->uc, (void (*)(void))uc_entry, 4, (unsigned)(f >> 16 >> 16), (unsigned)f,
-                (unsigned)(a >> 16 >> 16), (unsigned)a);
+    makecontext(&c->uc, (void (*)(void))uc_entry, 4, (unsigned)(f >> 16 >> 16),
+                (unsigned)f, (unsigned)(a >> 16 >> 16), (unsigned)a);
 }
 
-void eg__mctx_switch(eg__mctx *from, eg__mctx *to) { swapcontext(&from->uc, &to->uc); }
+void eg__mctx_switch(eg__mctx *from, eg__mctx *to)
+{
+    swapcontext(&from->uc, &to->uc);
+}
 
 #endif

@@ -38,8 +38,8 @@ typedef struct eg__mctx {
 /* Prepares c so that the first switch to it calls fn(arg) on the stack
  * [lo, lo + size). fn must never return: it ends by switching away for
  * good. The FP control state starts at the ABI defaults. */
-EG_HIDDEN void eg__mctx_make(eg__mctx *c, void *lo, size_t size,
-                             void (*fn)(void *), void *arg);
+EG_HIDDEN void eg__mctx_make(eg__mctx *c, void *lo, size_t size, void (*fn)(void *),
+                             void *arg);
 /* Saves the running context in from and resumes to. Returns when some
  * context switches back to from. */
 EG_HIDDEN void eg__mctx_switch(eg__mctx *from, eg__mctx *to);

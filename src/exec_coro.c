@@ -25,7 +25,10 @@
 
 /* ---- the executor ------------------------------------------------------------ */
 
-static int coro_exec_submit(eg__queue *q, eg__task *t) { return eg__coro_submit_q(q, t); }
+static int coro_exec_submit(eg__queue *q, eg__task *t)
+{
+    return eg__coro_submit_q(q, t);
+}
 
 const eg__exec eg__exec_coro = {
     .kind = EG_EXEC_CORO,

@@ -1,8 +1,27 @@
 /*
  * internal.h - what the library's files share and users never see.
  *
- * Dependencies point one way: group -> ctx -> pool/timer; blocking points
- * (io, chan, sem) -> ctx. Nothing here is exported.
+ * Dependencies point one way: group -> executor (exec.h: pool, coroutines)
+ * and ctx; ctx -> timer, pool; blocking points (io, cond, chan, sem, sync)
+ * -> ctx, exec.h; adapters (curl, redis, pq) -> the public blocking points.
+ * Nothing here is exported.
+ *
+ * Lock order of the whole library (a lock may be taken while holding the
+ * ones to its left, never the other way round):
+ *
+ *   user mutex (eg_cond_wait's mu)     -> context lock
+ *   channel / semaphore lock           -> context lock
+ *   context lock -> child context lock (cancellation walks down)
+ *   context lock -> pool lock          (eg_after_func posts its callback)
+ *   context lock -> timer lock         (arming and disarming a deadline)
+ *   context lock -> cond.c waker lock  (handing over a deferred wake-up)
+ *   pool lock    -> timer lock         (arming the thread-start retry)
+ *   group lock   -> nothing            (waiters are unparked under it)
+ *
+ * Taken only by trylock against that order: a user mutex from under a
+ * context lock or from the waker thread (cond.c). Unparking (exec.h) takes
+ * no lock, so any lock may be held around eg__unpark and eg__futex_wake.
+ * No user code runs under a library lock.
  */
 #ifndef EG_INTERNAL_H
 #define EG_INTERNAL_H

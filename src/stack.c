@@ -53,11 +53,11 @@
 
 static struct {
     pthread_mutex_t mu;
-    size_t page, size;      /* page size; usable bytes per stack */
-    long guarded_left;      /* guarded stacks that may still be made */
-    char *bump, *bump_end;  /* fresh stacks of the newest slab */
-    size_t bump_step;       /* distance between fresh stacks' lows */
-    void *free;             /* LIFO of free stacks (their top word links) */
+    size_t page, size;     /* page size; usable bytes per stack */
+    long guarded_left;     /* guarded stacks that may still be made */
+    char *bump, *bump_end; /* fresh stacks of the newest slab */
+    size_t bump_step;      /* distance between fresh stacks' lows */
+    void *free;            /* LIFO of free stacks (their top word links) */
     size_t nfree, total, guarded_total;
     bool ready;
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};

@@ -146,7 +146,10 @@ static void test_switch_fp_control(void **state)
 
 /* ---- many coroutines ---------------------------------------------------------- */
 
-static void nop_fn(job *j) { (void)j; }
+static void nop_fn(job *j)
+{
+    (void)j;
+}
 
 static void test_many_coroutines(void **state)
 {
@@ -381,9 +384,9 @@ static void test_fd_wait(void **state)
     assert_int_equal(pipe(pr), 0);
     assert_int_equal(pipe(pw), 0);
     fdw w[4] = {
-        {.fd = pr[0], .events = POLLIN},                  /* readable later */
-        {.fd = pr[0], .events = POLLIN},                  /* same fd, second waiter */
-        {.fd = pw[1], .events = POLLOUT},                 /* writable at once */
+        {.fd = pr[0], .events = POLLIN},                    /* readable later */
+        {.fd = pr[0], .events = POLLIN},                    /* same fd, second waiter */
+        {.fd = pw[1], .events = POLLOUT},                   /* writable at once */
         {.fd = pw[0], .events = POLLIN, .timeout = MS(30)}, /* times out */
     };
     static atomic_int done; /* static: not a stack slot a later test reuses */
@@ -640,7 +643,7 @@ static void test_guard_page_overflow(void **state)
         struct rlimit rl = {0, 0};
         setrlimit(RLIMIT_CORE, &rl);
         static atomic_int done; /* static: not a stack slot a later test reuses */
-    atomic_store(&done, 0);
+        atomic_store(&done, 0);
         job *n = jobs_new(4, neighbour_fn, &done, NULL);
         for (int i = 0; i < 4; i++)
             eg__coro_submit(&n[i].base);
@@ -654,8 +657,9 @@ static void test_guard_page_overflow(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
 #ifdef UNDER_SANITIZER
     /* The sanitizer reports the overflow and exits non-zero. */
-    assert_true((WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV) ||
-                (WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 3));
+    assert_true(
+        (WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV) ||
+        (WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 3));
 #else
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), SIGSEGV);
@@ -670,7 +674,7 @@ static void test_stack_reuse(void **state)
     eg__stack_stats(&before, NULL, NULL);
     for (int round = 0; round < 5; round++) {
         static atomic_int done; /* static: not a stack slot a later test reuses */
-    atomic_store(&done, 0);
+        atomic_store(&done, 0);
         job *j = jobs_new(1000, nop_fn, &done, NULL);
         for (int i = 0; i < 1000; i++)
             assert_int_equal(eg__coro_submit(&j[i].base), 0);

@@ -28,31 +28,53 @@
 extern "C" {
 #endif
 
-/* Performs the transfer set up on easy like curl_easy_perform, on the
+/**
+ * eg_curl_perform() - curl_easy_perform that listens to a context
+ *
+ * Performs the transfer set up on easy, like curl_easy_perform(3), on the
  * calling thread, and aborts it within about a millisecond once ctx is
- * done (the connection is closed). Returns CURLE_OK, curl's error, or
- * CURLE_ABORTED_BY_CALLBACK when ctx ended the transfer (then
- * eg_curl_err() tells why); a ctx already done at entry gives
- * CURLE_ABORTED_BY_CALLBACK without starting the transfer. A transfer that
- * finished as ctx became done reports its own result. easy stays owned by
- * the caller and reusable (it is in no multi handle when this returns); it
- * must not be in a multi handle of the caller's. May be called from a curl
- * callback of another transfer. Returns CURLE_BAD_FUNCTION_ARGUMENT for
- * NULL arguments and CURLE_OUT_OF_MEMORY when no multi handle could be
- * made. */
+ * done (the connection is closed). A transfer that finished as ctx became
+ * done reports its own result. It may be called from a curl callback of
+ * another transfer.
+ *
+ * Returns: CURLE_OK; curl's error; CURLE_ABORTED_BY_CALLBACK when ctx
+ * ended the transfer, or was already done at entry (the transfer is then
+ * not started): eg_curl_err() tells why; CURLE_BAD_FUNCTION_ARGUMENT for
+ * NULL arguments; CURLE_OUT_OF_MEMORY when no multi handle could be made.
+ * Blocks: For the transfer, until ctx is done.
+ * Thread-safety: Any thread; each thread keeps its own multi handle (freed
+ * when the thread exits). curl_global_init() must have been called.
+ * Ownership: easy stays the caller's and reusable: it is in no multi
+ * handle when this returns, and must not be in one of the caller's.
+ * NULL: ctx or easy NULL returns CURLE_BAD_FUNCTION_ARGUMENT.
+ * See also: eg_curl_err
+ */
 EG_EXPORT CURLcode eg_curl_perform(eg_ctx *ctx, CURL *easy);
 
-/* Maps a result of eg_curl_perform to this library's error model: 0 for
- * CURLE_OK; for CURLE_ABORTED_BY_CALLBACK the context's error when ctx
- * ended the transfer (-ECANCELED or -ETIMEDOUT), else -ECANCELED (a
- * callback of the caller's aborted it); -ETIMEDOUT for curl's own timeouts
- * (CURLOPT_TIMEOUT, CURLOPT_CONNECTTIMEOUT); -ECONNREFUSED for a failed
- * connect (CURLE_COULDNT_CONNECT: curl does not say why, ask
- * CURLINFO_OS_ERRNO); -EHOSTUNREACH for a name that did not resolve;
- * -ENOMEM; -EINVAL for CURLE_BAD_FUNCTION_ARGUMENT; -EIO for other transfer
- * errors. HTTP statuses are not errors to curl: check
- * CURLINFO_RESPONSE_CODE (or set CURLOPT_FAILONERROR, then -EIO). ctx may
- * be NULL when rc is not CURLE_ABORTED_BY_CALLBACK. */
+/**
+ * eg_curl_err() - map a curl result to this library's error codes
+ *
+ * HTTP statuses are not errors to curl: check CURLINFO_RESPONSE_CODE (or
+ * set CURLOPT_FAILONERROR, then the result maps to -EIO).
+ *
+ * Returns:
+ * - 0: CURLE_OK;
+ * - the context's error (-ECANCELED or -ETIMEDOUT): CURLE_ABORTED_BY_CALLBACK
+ *   when ctx ended the transfer; -ECANCELED when a callback of the caller's
+ *   aborted it;
+ * - -ETIMEDOUT: curl's own timeouts (CURLOPT_TIMEOUT,
+ *   CURLOPT_CONNECTTIMEOUT);
+ * - -ECONNREFUSED: a failed connect (CURLE_COULDNT_CONNECT: curl does not
+ *   say why, ask CURLINFO_OS_ERRNO);
+ * - -EHOSTUNREACH: a name that did not resolve;
+ * - -ENOMEM: CURLE_OUT_OF_MEMORY;
+ * - -EINVAL: CURLE_BAD_FUNCTION_ARGUMENT;
+ * - -EIO: other transfer errors.
+ * Blocks: No.
+ * Thread-safety: Any thread.
+ * Ownership: Nothing passes.
+ * NULL: ctx may be NULL when rc is not CURLE_ABORTED_BY_CALLBACK.
+ */
 EG_EXPORT int eg_curl_err(eg_ctx *ctx, CURLcode rc);
 
 #ifdef __cplusplus

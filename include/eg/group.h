@@ -28,66 +28,179 @@ typedef struct eg_group eg_group;
  * success or a negative errno value; any non-zero value counts as failure. */
 typedef int (*eg_fn)(eg_ctx *ctx, void *arg);
 
-/* A new group whose context is a child of parent (Go's WithContext); NULL
- * parent means eg_background(). Returns NULL on ENOMEM. */
+/**
+ * eg_group_new() - a new group of tasks
+ *
+ * Go's errgroup.WithContext: the group's context (eg_group_ctx()) is a new
+ * cancellable child of parent, handed to every task.
+ *
+ * Returns: The group, or NULL when memory ran out (ENOMEM).
+ * Blocks: No.
+ * Thread-safety: Any thread.
+ * Ownership: The caller owns the group and frees it with eg_group_free().
+ * The group holds its own reference to parent.
+ * NULL: parent NULL means eg_background().
+ * See also: eg_go, eg_wait, eg_group_free
+ */
 EG_EXPORT eg_group *eg_group_new(eg_ctx *parent);
 
-/* The group's context, borrowed: valid until eg_group_free (retain it to
- * keep it longer). */
+/**
+ * eg_group_ctx() - the context a group gives its tasks
+ *
+ * Returns: The group's context; NULL for NULL.
+ * Blocks: No.
+ * Thread-safety: Any thread, concurrently.
+ * Ownership: Borrowed: valid until eg_group_free(); take a reference with
+ * eg_ctx_retain() to keep it longer.
+ * NULL: Returns NULL.
+ */
 EG_EXPORT eg_ctx *eg_group_ctx(eg_group *g);
 
-/* Starts fn(ctx, arg) on the pool. Returns 0 once fn is started: it will
- * run exactly once. On failure fn is not started and arg still belongs to
- * the caller: -EINVAL (NULL g or fn, or a limit of 0), -ENOMEM, -EAGAIN (no
- * thread could be started to run it).
- * Blocks while the group is at its limit (eg_set_limit) until a task
- * returns; it never runs a task inline. "Active" means admitted: started or
- * waiting in the pool's queue.
- * A started task never waits for a free thread: if no pool thread is idle a
- * new one starts, up to the pool's maximum (eg/pool.h). */
+/**
+ * eg_go() - start a task in a group
+ *
+ * Starts fn(ctx, arg) on the pool, with ctx the group's context (Go's
+ * g.Go). A started task never waits for a free thread: if no pool thread
+ * is idle a new one starts, up to the pool's maximum (eg_pool_configure()).
+ * The first task to return non-zero cancels the group's context with its
+ * result as the cause.
+ *
+ * Returns: 0 once fn is started: it will run exactly once. On failure fn
+ * is not started:
+ * - -EINVAL: g or fn is NULL, or the limit is 0;
+ * - -ENOMEM: out of memory;
+ * - -EAGAIN: no thread could be started to run it.
+ * Blocks: While the group is at its limit (eg_set_limit()), until a task
+ * returns; "active" means admitted: started or waiting in the pool's
+ * queue. It never runs a task inline.
+ * Thread-safety: Any thread, concurrently, also from inside the group's
+ * own tasks.
+ * Ownership: arg passes to the task when 0 is returned; on failure it
+ * still belongs to the caller.
+ * NULL: g or fn NULL returns -EINVAL; arg may be NULL.
+ * See also: eg_try_go, eg_go_named, eg_wait
+ */
 EG_EXPORT int eg_go(eg_group *g, eg_fn fn, void *arg);
 
-/* Like eg_go, but returns -EBUSY at once instead of blocking when the group
- * is at its limit (fn not started). */
+/**
+ * eg_try_go() - start a task unless the group is at its limit
+ *
+ * Like eg_go(), but never waits for the limit (Go's g.TryGo).
+ *
+ * Returns: 0 once fn is started; -EBUSY at once when the group is at its
+ * limit; otherwise as eg_go(). fn is not started on failure.
+ * Blocks: No.
+ * Thread-safety: Any thread, concurrently.
+ * Ownership: As eg_go(): arg passes to the task only when 0 is returned.
+ * NULL: g or fn NULL returns -EINVAL.
+ */
 EG_EXPORT int eg_try_go(eg_group *g, eg_fn fn, void *arg);
 
-/* Limits the number of active tasks to n; n < 0 removes the limit, 0 allows
- * none (eg_go then returns -EINVAL). Returns 0, -EINVAL for NULL, or -EBUSY
- * and no change if any task is active. */
+/**
+ * eg_set_limit() - limit the number of active tasks
+ *
+ * Go's g.SetLimit: at most n tasks are active at once; n < 0 removes the
+ * limit, 0 allows none (eg_go() then returns -EINVAL).
+ *
+ * Returns: 0; -EBUSY and no change if any task is active; -EINVAL for NULL.
+ * Blocks: No.
+ * Thread-safety: Any thread; it may race with eg_go() but changes nothing
+ * while tasks are active.
+ * Ownership: Nothing passes.
+ * NULL: Returns -EINVAL.
+ */
 EG_EXPORT int eg_set_limit(eg_group *g, int n);
 
-/* Chooses what runs g's tasks (eg/pool.h): threads or coroutines. Both give
- * the same semantics to everything in this library; see the README's
- * "Choosing an executor" for what a coroutine task may do.
- * Returns: 0; -EINVAL (NULL g, unknown e); -ENOTSUP (this build has no such
- *   executor); -EBUSY and no change while any task is active.
- * Blocks: no. Thread-safety: as eg_set_limit. */
+/**
+ * eg_group_set_executor() - choose what runs a group's tasks
+ *
+ * Threads (EG_EXEC_THREADS) or coroutines (EG_EXEC_CORO), see eg_yield()'s
+ * header; EG_EXEC_DEFAULT is the process default. Both give the same
+ * semantics to everything in this library; the README's "Choosing an
+ * executor" says what a coroutine task may do.
+ *
+ * Returns: 0;
+ * - -EINVAL: g is NULL or e is unknown;
+ * - -ENOTSUP: this build has no such executor;
+ * - -EBUSY: a task is active (nothing changed).
+ * Blocks: No.
+ * Thread-safety: As eg_set_limit().
+ * Ownership: Nothing passes.
+ * NULL: Returns -EINVAL.
+ */
 EG_EXPORT int eg_group_set_executor(eg_group *g, eg_executor e);
 
-/* Blocks until every started task has returned; returns the first non-zero
- * result in the order tasks finished, or 0. Then cancels the group's context
- * (cause: that result, or -ECANCELED). While it waits, it runs the group's
- * tasks that no pool thread has picked up yet on the calling thread.
- * May be called again, and eg_go may be used after it: a later failure never
- * replaces the first. Returns -EDEADLK when called from inside one of the
- * group's own tasks, -EINVAL for NULL. */
+/**
+ * eg_wait() - wait for every task of a group; the first error
+ *
+ * Go's g.Wait: waits until every started task has returned, then cancels
+ * the group's context (cause: the first error, or -ECANCELED). It may be
+ * called again, and eg_go() may be used after it: a later failure never
+ * replaces the first.
+ *
+ * Returns: The first non-zero task result in the order tasks finished, or
+ * 0 when every task returned 0;
+ * - -EDEADLK: called from inside one of the group's own tasks;
+ * - -EINVAL: g is NULL.
+ * Blocks: Until every started task has returned. While it waits it runs,
+ * on the calling thread, the group's tasks that no pool thread has picked
+ * up yet.
+ * Thread-safety: Any thread, concurrently with eg_go() and other waiters.
+ * Ownership: The group stays the caller's. Called inside a task of another
+ * group, it attaches this group's error text to that task (as
+ * eg_errorf() does), so returning the result passes the text up.
+ * NULL: Returns -EINVAL.
+ * See also: eg_group_errmsg, eg_group_err
+ */
 EG_EXPORT int eg_wait(eg_group *g);
 
-/* Inside a task: attaches text to the result the task is about to return,
- * and returns code: return eg_errorf(-EIO, "user service: HTTP %d", st);
- * The text (at most EG_ERRMSG_MAX - 1 bytes, truncated beyond) is kept only
- * if the task returns the same code. Outside a task it only returns code.
- * eg_wait called inside a task attaches its group's error text the same
- * way, so a task that returns its inner group's error passes the text up. */
+/**
+ * eg_errorf() - attach text to the error a task returns
+ *
+ * Inside a task, attaches printf-formatted text to the result the task is
+ * about to return:
+ *
+ *     return eg_errorf(-EIO, "user service: HTTP %d", status);
+ *
+ * The text (at most EG_ERRMSG_MAX - 1 bytes, truncated beyond) is kept
+ * only if the task returns the same code; eg_group_errmsg() reports it when
+ * that result is the group's first error. Outside a task it only returns
+ * code.
+ *
+ * Returns: code, always.
+ * Blocks: No.
+ * Thread-safety: Any thread; the text belongs to the calling task.
+ * Ownership: fmt and the arguments are read during the call only.
+ * NULL: fmt NULL attaches no text.
+ * See also: eg_group_errmsg
+ */
 #define EG_ERRMSG_MAX 256
 EG_EXPORT int eg_errorf(int code, const char *fmt, ...) EG_PRINTF(2, 3);
 
-/* The first error's text: the task's eg_errorf text, or eg_strerror() of the
- * result when none was attached; "" while no task has failed. Valid until
- * eg_group_free. */
+/**
+ * eg_group_errmsg() - the text of a group's first error
+ *
+ * Returns: The eg_errorf() text of the task whose result is the first
+ * error, or eg_strerror() of that result when it attached none; "" while
+ * no task has failed and for NULL.
+ * Blocks: No.
+ * Thread-safety: Any thread. The text is set once, with the first error,
+ * and never changes afterwards.
+ * Ownership: The string belongs to the group: valid until eg_group_free().
+ * NULL: Returns "".
+ */
 EG_EXPORT const char *eg_group_errmsg(eg_group *g);
 
-/* The first error (as eg_wait would return it), without waiting. */
+/**
+ * eg_group_err() - a group's first error, without waiting
+ *
+ * Returns: The first non-zero task result so far (what eg_wait() will
+ * return), or 0; -EINVAL for NULL.
+ * Blocks: No.
+ * Thread-safety: Any thread, concurrently.
+ * Ownership: Nothing passes.
+ * NULL: Returns -EINVAL.
+ */
 EG_EXPORT int eg_group_err(eg_group *g);
 
 /* ---- per-task trace ----------------------------------------------------
@@ -115,29 +228,82 @@ typedef struct eg_trace_entry {
     int64_t end_ns;    /* eg_now() when it returned */
 } eg_trace_entry;
 
-/* Turns tracing on or off for tasks started from now on. Returns 0, -EINVAL
- * for NULL, or -EBUSY (no change) while tasks are active. Tracing costs two
- * clock reads and a locked append per task. */
+/**
+ * eg_group_set_trace() - turn a group's per-task trace on or off
+ *
+ * With tracing on, the group keeps one eg_trace_entry per finished task
+ * started from now on (eg_group_trace()). Tracing costs two clock reads
+ * and a locked append per task.
+ *
+ * Returns: 0; -EBUSY and no change while tasks are active; -EINVAL for
+ * NULL.
+ * Blocks: No.
+ * Thread-safety: Any thread; not concurrently with eg_go() on the same
+ * group (it would see active tasks and return -EBUSY).
+ * Ownership: Nothing passes.
+ * NULL: Returns -EINVAL.
+ */
 EG_EXPORT int eg_group_set_trace(eg_group *g, bool on);
 
-/* eg_go with a name for the trace. name is not copied: it must stay valid
- * until eg_group_free (a string literal, typically). */
+/**
+ * eg_go_named() - start a task with a name for the trace
+ *
+ * eg_go() with a name that the task's eg_trace_entry carries.
+ *
+ * Returns: As eg_go().
+ * Blocks: As eg_go(): while the group is at its limit.
+ * Thread-safety: As eg_go().
+ * Ownership: name is not copied: it must stay valid until eg_group_free()
+ * (a string literal, typically). arg as with eg_go().
+ * NULL: name may be NULL; g or fn NULL returns -EINVAL.
+ */
 EG_EXPORT int eg_go_named(eg_group *g, const char *name, eg_fn fn, void *arg);
 
-/* Copies up to cap entries (out may be NULL when cap is 0), oldest first,
- * and returns how many tasks the trace holds (more than cap means some were
- * not copied). Entries of tasks still running are not there yet: call it
- * after eg_wait for the whole story. A task whose entry could not be
- * stored (ENOMEM) is left out. */
+/**
+ * eg_group_trace() - copy a group's per-task trace
+ *
+ * Copies up to cap entries, in the order tasks finished. Entries of tasks
+ * still running are not there yet: call it after eg_wait() for the whole
+ * story. A task whose entry could not be stored (ENOMEM) is left out.
+ *
+ * Returns: How many entries the trace holds (more than cap means some were
+ * not copied); 0 for NULL g or with tracing off.
+ * Blocks: No (takes the group's trace lock briefly).
+ * Thread-safety: Any thread, concurrently with running tasks.
+ * Ownership: out is the caller's array of cap entries. The copied entries'
+ * name fields point at the names given to eg_go_named().
+ * NULL: out may be NULL when cap is 0 (to ask for the count).
+ * See also: eg_group_set_trace, eg_outcome_name
+ */
 EG_EXPORT size_t eg_group_trace(eg_group *g, eg_trace_entry *out, size_t cap);
 
-/* "ok", "failed" or "cancelled". */
+/**
+ * eg_outcome_name() - the name of a trace outcome
+ *
+ * Returns: "ok", "failed" or "cancelled"; "unknown" for a value that is
+ * not an eg_outcome.
+ * Blocks: No.
+ * Thread-safety: Any thread.
+ * Ownership: Static storage.
+ * NULL: No pointer arguments.
+ */
 EG_EXPORT const char *eg_outcome_name(eg_outcome outcome);
 
-/* Waits for running tasks (as eg_wait does, without cancelling), then frees
- * the group and drops its context. NULL-safe. Called from inside one of the
- * group's own tasks it does nothing (the group cannot be freed there).
- * Using g after this call is undefined behaviour that is not detected. */
+/**
+ * eg_group_free() - wait for a group's tasks, then free it
+ *
+ * Waits for running tasks (as eg_wait() does, without cancelling the
+ * context), then frees the group and drops its reference to its context.
+ * Called from inside one of the group's own tasks it does nothing (the
+ * group cannot be freed there).
+ *
+ * Returns: Nothing.
+ * Blocks: Until every started task has returned.
+ * Thread-safety: Must be the last call on the group; using g after it is
+ * undefined behaviour that is not detected.
+ * Ownership: Frees the group, its trace and its error text.
+ * NULL: Does nothing.
+ */
 EG_EXPORT void eg_group_free(eg_group *g);
 
 #ifdef __cplusplus

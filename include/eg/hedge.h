@@ -16,18 +16,29 @@
 extern "C" {
 #endif
 
-/* Runs fn(ctx, args[0]); each time delay_ns passes without a success, and
- * at once when an attempt fails, starts the next attempt fn(ctx, args[i]),
- * up to attempts in all. The first attempt to return 0 wins: the others'
- * context is cancelled (cause -ECANCELED), eg_hedge waits for them to
- * return, sets *winner (may be NULL) to the winner's index and returns 0.
- * If no attempt succeeds it returns the first failure in finishing order
- * (the parent's error when the parent is cancelled first), and *winner is
- * -1; with a parent already done no attempt runs. attempts >= 1; args may be NULL (every attempt gets NULL) and holds
- * attempts elements otherwise; delay_ns >= 0. Returns -EINVAL for bad
- * arguments and -ENOMEM, -EAGAIN when not even the first attempt could
- * start (a later attempt that cannot start counts as a failed attempt).
- * Blocks the caller for the whole call. */
+/**
+ * eg_hedge() - run hedged attempts of a call; the first success wins
+ *
+ * Runs fn(ctx, args[0]) on the pool; each time delay_ns passes without a
+ * success, and at once when an attempt fails, starts the next attempt
+ * fn(ctx, args[i]), up to attempts in all. The first attempt to return 0
+ * wins: the others' context is cancelled (cause -ECANCELED). With a parent
+ * already done no attempt runs.
+ *
+ * Returns: 0 when an attempt succeeded, with *winner set to its index.
+ * Otherwise *winner is -1 and it returns:
+ * - the first failure in finishing order, or the parent's error when the
+ *   parent is cancelled first;
+ * - -EINVAL: fn NULL, attempts < 1 or delay_ns < 0;
+ * - -ENOMEM, -EAGAIN: not even the first attempt could start (a later
+ *   attempt that cannot start counts as a failed attempt).
+ * Blocks: The caller, until every attempt it started has returned.
+ * Thread-safety: Any thread, also from inside a task.
+ * Ownership: args is read during the call; args[i] passes to attempt i for
+ * its run and is the caller's again when eg_hedge() returns.
+ * NULL: parent NULL means eg_background(); args NULL gives every attempt
+ * NULL (otherwise it holds attempts elements); winner may be NULL.
+ */
 EG_EXPORT int eg_hedge(eg_ctx *parent, eg_fn fn, void *const *args, int attempts,
                        int64_t delay_ns, int *winner);
 

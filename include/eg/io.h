@@ -63,58 +63,125 @@
 extern "C" {
 #endif
 
-/* Sleeps ns nanoseconds: 0 when they passed, the context's error as soon as
- * it is done (-ETIMEDOUT if its deadline comes first). */
+/**
+ * eg_sleep() - sleep, or less when the context is done
+ *
+ * Returns: 0 when ns nanoseconds passed (at once for ns <= 0); the
+ * context's error as soon as it is done (-ETIMEDOUT if its deadline comes
+ * first); -EINVAL for NULL ctx.
+ * Blocks: Up to ns nanoseconds, until ctx is done.
+ * Thread-safety: Any thread.
+ * Ownership: ctx stays the caller's.
+ * NULL: ctx NULL returns -EINVAL.
+ */
 EG_EXPORT int eg_sleep(eg_ctx *ctx, int64_t ns);
 
-/* pthread_cond_wait that listens to ctx. Called with mu held; returns with
- * mu held, either way. Returns 0 when woken (spurious wake-ups included:
- * loop on your predicate), or the context's error once it is done.
- * eg_cancel may be called by a thread that holds mu: the wake-up is then
- * delivered once mu is free by the library's one waker thread (started by
- * the first call; -EAGAIN, without waiting, if it cannot start), never
- * lost, and never by a pool thread, so it works with the pool at its
+/**
+ * eg_cond_wait(), eg_cond_timedwait() - pthread_cond_wait that listens to a context
+ *
+ * Called with mu held; returns with mu held, either way. eg_cancel() may be
+ * called by a thread that holds mu: the wake-up is then delivered once mu
+ * is free by the library's one waker thread (started by the first call),
+ * never lost, and never by a pool thread, so it works with the pool at its
  * maximum. On a coroutine the call blocks its carrier thread (the user's
  * condition variable knows nothing of coroutines): the carrier's other
- * tasks move to another carrier meanwhile. cond and mu must
- * stay valid until the call returns (after it returns, no wake-up refers
- * to them any more). Calling it without holding mu is undefined behaviour,
- * as with pthread_cond_wait, and is not detected. */
+ * tasks move to another carrier meanwhile.
+ *
+ * Returns: 0 when woken (spurious wake-ups included: loop on your
+ * predicate); the context's error once it is done; for
+ * eg_cond_timedwait(), -ETIMEDOUT once eg_now() reaches deadline_ns;
+ * -EAGAIN, without waiting, when the waker thread cannot be started;
+ * -EINVAL for NULL arguments.
+ * Blocks: Until cond is signalled, ctx is done or the deadline passes.
+ * Thread-safety: As pthread_cond_wait(3). Calling it without holding mu is
+ * undefined behaviour that is not detected.
+ * Ownership: cond and mu stay the caller's and must stay valid until the
+ * call returns (afterwards no wake-up refers to them any more).
+ * NULL: Any NULL argument returns -EINVAL.
+ */
 EG_EXPORT int eg_cond_wait(eg_ctx *ctx, pthread_cond_t *cond,
                            pthread_mutex_t *mu);
-/* Like eg_cond_wait, and returns -ETIMEDOUT once eg_now() reaches
- * deadline_ns. */
 EG_EXPORT int eg_cond_timedwait(eg_ctx *ctx, pthread_cond_t *cond,
                                 pthread_mutex_t *mu, int64_t deadline_ns);
 
-/* Waits until fd has one of events (POLLIN, POLLOUT, ...): returns revents
- * (> 0; POLLERR/POLLHUP/POLLNVAL included), the context's error, or -errno. */
+/**
+ * eg_poll() - wait for a descriptor to be ready, or the context to be done
+ *
+ * Waits until fd has one of events (POLLIN, POLLOUT, ... from <poll.h>).
+ *
+ * Returns: Revents (> 0; POLLERR, POLLHUP and POLLNVAL included); the
+ * context's error; -errno of poll(2); -EINVAL for NULL ctx.
+ * Blocks: Until fd is ready or ctx is done.
+ * Thread-safety: Any thread.
+ * Ownership: fd stays the caller's.
+ * NULL: ctx NULL returns -EINVAL.
+ */
 EG_EXPORT int eg_poll(eg_ctx *ctx, int fd, short events);
 
-/* read(2)/write(2) for sockets and pipes, blocking or non-blocking fds
- * alike: waits for readiness with eg_poll, then does one read/write.
- * Returns bytes transferred (0 at end of file for eg_read), the context's
- * error, or -errno. A cancelled call transferred nothing and leaves the fd
- * usable. Regular files never block and ignore the context after the first
- * check. On a blocking pipe or socket, eg_write writes at most PIPE_BUF
- * bytes per call (a larger write could block where the context cannot
- * interrupt it), so it may return a short count; eg_write_all loops. */
+/**
+ * eg_read(), eg_write() - read(2) and write(2) that listen to a context
+ *
+ * For sockets and pipes, blocking or non-blocking descriptors alike: waits
+ * for readiness with eg_poll(), then does one read or write. Regular files
+ * never block and ignore the context after the first check. On a blocking
+ * pipe or socket, eg_write() writes at most PIPE_BUF bytes per call (a
+ * larger write could block where the context cannot interrupt it), so it
+ * may return a short count; eg_write_all() loops.
+ *
+ * Returns: The number of bytes transferred (0 at end of file for
+ * eg_read()); the context's error (then nothing was transferred and fd
+ * stays usable); -errno; -EINVAL for NULL ctx or a NULL buf with len > 0.
+ * Blocks: Until fd is ready or ctx is done.
+ * Thread-safety: Any thread; errno is left as it was.
+ * Ownership: fd and buf stay the caller's.
+ * NULL: ctx NULL returns -EINVAL; buf may be NULL only when len is 0.
+ * See also: eg_write_all, eg_poll
+ */
 EG_EXPORT ssize_t eg_read(eg_ctx *ctx, int fd, void *buf, size_t len);
 EG_EXPORT ssize_t eg_write(eg_ctx *ctx, int fd, const void *buf, size_t len);
-/* eg_write until all len bytes are written: returns len, or an error
- * (bytes may have been written before it). */
+/**
+ * eg_write_all() - write a whole buffer, listening to a context
+ *
+ * Calls eg_write() until all len bytes are written.
+ *
+ * Returns: len; or an error as eg_write() returns it, after which some
+ * bytes may have been written.
+ * Blocks: Until everything is written or ctx is done.
+ * Thread-safety: Any thread; concurrent writers to the same fd interleave.
+ * Ownership: fd and buf stay the caller's.
+ * NULL: ctx NULL, or buf NULL with len > 0, returns -EINVAL.
+ */
 EG_EXPORT ssize_t eg_write_all(eg_ctx *ctx, int fd, const void *buf,
                                size_t len);
 
-/* connect(2) that listens to ctx. Works on blocking and non-blocking
- * sockets (the fd's O_NONBLOCK flag is restored). Returns 0, the context's
- * error, or -errno. A connect cancelled while in progress leaves the socket
- * in an unspecified connection state: close it. */
+/**
+ * eg_connect() - connect(2) that listens to a context
+ *
+ * Works on blocking and non-blocking sockets (the descriptor's O_NONBLOCK
+ * flag is restored).
+ *
+ * Returns: 0; the context's error (a connect cancelled while in progress
+ * leaves the socket in an unspecified state: close it); -errno of
+ * connect(2); -EINVAL for NULL ctx.
+ * Blocks: Until the connection is made or fails, or ctx is done.
+ * Thread-safety: Any thread.
+ * Ownership: fd and addr stay the caller's.
+ * NULL: ctx NULL returns -EINVAL; addr as for connect(2).
+ */
 EG_EXPORT int eg_connect(eg_ctx *ctx, int fd, const struct sockaddr *addr,
                          socklen_t len);
-/* accept(2) that listens to ctx. Returns the new fd (>= 0, close-on-exec),
- * the context's error, or -errno. A cancelled accept leaves the listening
- * socket usable. */
+/**
+ * eg_accept() - accept(2) that listens to a context
+ *
+ * Returns: The new descriptor (>= 0, close-on-exec); the context's error
+ * (the listening socket stays usable); -errno of accept(2); -EINVAL for
+ * NULL ctx.
+ * Blocks: Until a connection arrives or ctx is done.
+ * Thread-safety: Any thread; several threads may accept on one socket.
+ * Ownership: The caller owns the new descriptor and closes it.
+ * NULL: ctx NULL returns -EINVAL; addr and len may be NULL, as for
+ * accept(2).
+ */
 EG_EXPORT int eg_accept(eg_ctx *ctx, int fd, struct sockaddr *addr,
                         socklen_t *len);
 

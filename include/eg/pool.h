@@ -34,15 +34,33 @@ typedef enum eg_executor {
     EG_EXEC_CORO = 2,
 } eg_executor;
 
-/* Lets other tasks run: Go's runtime.Gosched. On a coroutine, a switch to
- * the next runnable task of its carrier; on a thread, sched_yield().
- * Blocks: no. Thread-safety: any thread. */
+/**
+ * eg_yield() - let other tasks run
+ *
+ * Go's runtime.Gosched. On a coroutine, a switch to the next runnable task
+ * of its carrier; on a thread, sched_yield(2).
+ *
+ * Returns: Nothing.
+ * Blocks: No (the caller runs again once the others had their turn).
+ * Thread-safety: Any thread.
+ * Ownership: Nothing passes.
+ * NULL: No pointer arguments.
+ */
 EG_EXPORT void eg_yield(void);
 
-/* What runs the calling task: EG_EXEC_CORO on a coroutine of the coroutine
- * executor, EG_EXEC_THREADS anywhere else (a pool thread, or any thread of
- * the program). For adapters that must not block a carrier in foreign code.
- * Blocks: no. Thread-safety: any thread. */
+/**
+ * eg_task_executor() - what runs the calling task
+ *
+ * For adapters that must not block a carrier in foreign code (eg/curl.h
+ * polls libcurl in short slices on a coroutine).
+ *
+ * Returns: EG_EXEC_CORO on a coroutine of the coroutine executor;
+ *   EG_EXEC_THREADS anywhere else (a pool thread, any thread of the program).
+ * Blocks: No.
+ * Thread-safety: Any thread.
+ * Ownership: Nothing passes.
+ * NULL: No pointer arguments.
+ */
 EG_EXPORT eg_executor eg_task_executor(void);
 
 typedef struct eg_pool_config {
@@ -54,12 +72,39 @@ typedef struct eg_pool_config {
     eg_executor executor;
 } eg_pool_config;
 
-/* Applies cfg (fields as documented above; max_threads 0 keeps the current
- * value). Running threads keep their stacks; the new values apply to threads
- * started later. Returns 0, -EINVAL (nothing changed), or -ENOTSUP (executor
- * is EG_EXEC_CORO and this build has none). Thread-safe. */
+/**
+ * eg_pool_configure() - configure the thread pool
+ *
+ * Applies cfg: max_threads >= 1 (0 keeps the current value), stack_size
+ * >= 64 KiB (0 keeps the current value), idle_timeout_ns >= 0 (0: threads
+ * exit as soon as they are idle), executor (EG_EXEC_DEFAULT keeps the
+ * process default; EG_EXEC_THREADS or EG_EXEC_CORO sets it for groups
+ * created later, overriding EG_EXECUTOR). Running threads keep their stacks; the
+ * new values apply to threads started later. It overrides the defaults and
+ * the EG_MAX_THREADS, EG_STACK_SIZE and EG_IDLE_TIMEOUT_MS environment
+ * variables.
+ *
+ * Returns: 0; -EINVAL and nothing changed for a value out of range or NULL;
+ *   -ENOTSUP (executor EG_EXEC_CORO, and this build has none).
+ * Blocks: No (takes the pool's lock briefly).
+ * Thread-safety: Any thread, concurrently with running tasks.
+ * Ownership: cfg is read during the call only.
+ * NULL: Returns -EINVAL.
+ * See also: eg_pool_get_config, eg_pool_get_stats
+ */
 EG_EXPORT int eg_pool_configure(const eg_pool_config *cfg);
-/* The configuration in force (defaults and environment applied). */
+/**
+ * eg_pool_get_config() - the thread pool's configuration
+ *
+ * Fills *cfg with the configuration in force: the defaults, the
+ * environment and eg_pool_configure() applied.
+ *
+ * Returns: Nothing.
+ * Blocks: No.
+ * Thread-safety: Any thread.
+ * Ownership: *cfg is the caller's memory.
+ * NULL: Does nothing.
+ */
 EG_EXPORT void eg_pool_get_config(eg_pool_config *cfg);
 
 typedef struct eg_pool_stats {
@@ -69,7 +114,19 @@ typedef struct eg_pool_stats {
     uint64_t started; /* threads started since process start */
 } eg_pool_stats;
 
-/* A snapshot of the pool's counters (racy by nature; for monitoring). */
+/**
+ * eg_pool_get_stats() - a snapshot of the thread pool's counters
+ *
+ * For monitoring: threads alive, idle threads, queued tasks, threads
+ * started since the process started. The counters may change as soon as
+ * the call returns.
+ *
+ * Returns: Nothing.
+ * Blocks: No (takes the pool's lock briefly).
+ * Thread-safety: Any thread.
+ * Ownership: *stats is the caller's memory.
+ * NULL: Does nothing.
+ */
 EG_EXPORT void eg_pool_get_stats(eg_pool_stats *stats);
 
 #ifdef __cplusplus

@@ -44,21 +44,35 @@ extern "C" {
  * query before it gives the connection up. */
 #define EG_PQ_DRAIN_MS 2000
 
-/* Connects with conninfo (as PQconnectdb), in non-blocking mode
+/**
+ * eg_pq_connect() - connect to PostgreSQL, listening to a context
+ *
+ * Connects with conninfo (as PQconnectdb), in non-blocking mode
  * (PQsetnonblocking).
- * Returns: the connection, or NULL with *err set: -EINVAL (NULL ctx,
- *   conninfo or err), -ENOMEM, -ECONNREFUSED (nothing listens),
+ *
+ * Returns: the connection, or NULL with *err set: -EINVAL (NULL ctx or
+ *   conninfo), -ENOMEM, -ECONNREFUSED (nothing listens),
  *   -ETIMEDOUT / -EHOSTUNREACH / -ENETUNREACH / -ECONNRESET when libpq
  *   reports that system error, the context's error (-ECANCELED,
  *   -ETIMEDOUT), or -EIO for other failures (bad conninfo, authentication,
  *   unknown database). PQerrorMessage's text goes through eg_errorf.
  * Blocks: in eg_poll until connected or ctx is done.
  * Thread-safety: any thread (libpq is built thread-safe on Debian).
- * Ownership: the caller PQfinishes the connection. */
+ * Ownership: the caller PQfinishes the connection.
+ * NULL: ctx or conninfo NULL returns NULL with *err = -EINVAL; err may
+ *   be NULL (the error is then not reported).
+ */
 EG_EXPORT PGconn *eg_pq_connect(eg_ctx *ctx, const char *conninfo, int *err);
 
-/* Runs query (one or more SQL statements, as PQexec) and waits for its
- * results.
+/**
+ * eg_pq_exec(), eg_pq_exec_params() - run SQL, listening to a context
+ *
+ * eg_pq_exec() runs query (one or more SQL statements, as PQexec) and
+ * waits for its results. eg_pq_exec_params() does the same with
+ * parameters, as PQexecParams (one statement; $1, $2, ...; values[i] NULL
+ * is SQL NULL; formats[i] 1 is binary with lengths[i] bytes;
+ * result_format 1 asks for binary results), with the same contract.
+ *
  * Returns: 0 and *res (the last result: PGRES_TUPLES_OK, PGRES_COMMAND_OK,
  *   PGRES_EMPTY_QUERY, or a COPY state the caller continues);
  *   -EIO for a server error, with *res the error result (PQresultErrorField
@@ -73,13 +87,13 @@ EG_EXPORT PGconn *eg_pq_connect(eg_ctx *ctx, const char *conninfo, int *err);
  * Thread-safety: one call at a time per connection; different connections
  *   on different threads freely.
  * Ownership: *res is NULL unless the result is 0 or -EIO; the caller
- *   PQclears it. */
+ *   PQclears it.
+ * NULL: ctx, conn, query or res NULL returns -EINVAL; types, lengths and
+ *   formats may be NULL as for PQexecParams.
+ */
 EG_EXPORT int eg_pq_exec(eg_ctx *ctx, PGconn *conn, const char *query,
                          PGresult **res);
 
-/* eg_pq_exec with parameters, as PQexecParams (one statement; $1, $2, ...;
- * values[i] NULL is SQL NULL; formats[i] 1 is binary with lengths[i]
- * bytes; result_format 1 asks for binary results). Same contract. */
 EG_EXPORT int eg_pq_exec_params(eg_ctx *ctx, PGconn *conn, const char *query,
                                 int nparams, const Oid *types,
                                 const char *const *values, const int *lengths,

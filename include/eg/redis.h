@@ -42,20 +42,35 @@
 extern "C" {
 #endif
 
-/* Connects to host:port over TCP (TCP_NODELAY set) in non-blocking mode.
- * Returns: the context, or NULL with *err set: -EINVAL (NULL ctx, host or
- *   err, port outside 1..65535), -EHOSTUNREACH (host did not resolve),
+/**
+ * eg_redis_connect() - connect to a Redis server, listening to a context
+ *
+ * Connects to host:port over TCP (TCP_NODELAY set) in non-blocking mode.
+ *
+ * Returns: the context, or NULL with *err set: -EINVAL (NULL ctx or host,
+ *   port outside 1..65535), -EHOSTUNREACH (host did not resolve),
  *   -ECONNREFUSED (nothing listens), another -errno of connect(2), -ENOMEM,
  *   or the context's error (-ECANCELED, -ETIMEDOUT). The text goes through
  *   eg_errorf.
  * Blocks: in eg_connect until connected or ctx is done. host is resolved
  *   with getaddrinfo, which the context cannot interrupt: pass a numeric
  *   address where that matters.
- * Thread-safety: any thread. Ownership: the caller redisFrees the context. */
+ * Thread-safety: any thread.
+ * Ownership: the caller redisFrees the context.
+ * NULL: ctx or host NULL returns NULL with *err = -EINVAL; err may be
+ *   NULL (the error is then not reported).
+ */
 EG_EXPORT redisContext *eg_redis_connect(eg_ctx *ctx, const char *host,
                                          int port, int *err);
 
-/* Sends one command (formatted as redisCommand does) and reads its reply.
+/**
+ * eg_redis_command(), eg_redis_command_argv() - send a Redis command and read its reply
+ *
+ * Sends one command (formatted as redisCommand does) and reads its reply.
+ * eg_redis_command_argv() takes the command as argc arguments, as
+ * redisCommandArgv (with argvlen NULL, each argument is a C string), with
+ * the same contract.
+ *
  * Returns: 0 and *reply; -EIO for a Redis error reply (*reply is kept:
  *   the error's text, also passed to eg_errorf); the context's error
  *   (-ECANCELED, -ETIMEDOUT) once ctx is done; -ENOTCONN when c was
@@ -71,23 +86,33 @@ EG_EXPORT redisContext *eg_redis_connect(eg_ctx *ctx, const char *host,
  *   thread-safe); different contexts on different threads freely.
  * Ownership: the caller frees *reply with freeReplyObject. Replies of
  *   earlier appended commands must be read first (eg_redis_get_reply):
- *   this call returns the next reply on the connection. */
+ *   this call returns the next reply on the connection.
+ * NULL: ctx, c, reply or fmt (argv) NULL returns -EINVAL; argvlen may be
+ *   NULL.
+ */
 EG_EXPORT int eg_redis_command(eg_ctx *ctx, redisContext *c,
                                redisReply **reply, const char *fmt, ...);
 
-/* eg_redis_command with the command as argc arguments (argvlen NULL: each
- * argument is a C string), as redisCommandArgv. Same contract. */
 EG_EXPORT int eg_redis_command_argv(eg_ctx *ctx, redisContext *c,
                                     redisReply **reply, int argc,
                                     const char **argv, const size_t *argvlen);
 
-/* Pipelining: after queueing commands with redisAppendCommand /
+/**
+ * eg_redis_get_reply() - read the next reply of pipelined Redis commands
+ *
+ * Pipelining: after queueing commands with redisAppendCommand /
  * redisAppendCommandArgv, flushes whatever is queued and reads one reply,
  * as redisGetReply does; call it once per queued command. A reply hiredis
  * has already buffered is returned at once, without waiting.
- * Returns, Blocks, Thread-safety, Ownership: as eg_redis_command, except
- * that a cancel (even with ctx done at entry) marks c unusable, since the
- * caller's queued commands still owe replies. */
+ *
+ * Returns: as eg_redis_command(), except that a cancel (even with ctx done
+ *   at entry) marks c unusable, since the caller's queued commands still
+ *   owe replies.
+ * Blocks: in eg_poll until a reply is read or ctx is done.
+ * Thread-safety: as eg_redis_command().
+ * Ownership: as eg_redis_command(): the caller frees *reply.
+ * NULL: ctx, c or reply NULL returns -EINVAL.
+ */
 EG_EXPORT int eg_redis_get_reply(eg_ctx *ctx, redisContext *c,
                                  redisReply **reply);
 

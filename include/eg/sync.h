@@ -25,23 +25,89 @@ typedef struct eg_wg {
 
 #define EG_WG_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}
 
-/* Initializes wg to zero. Returns 0 or -ENOMEM/-EAGAIN from pthread init. */
+/**
+ * eg_wg_init() - initialize a WaitGroup
+ *
+ * Sets wg's counter to zero. A static WaitGroup may use EG_WG_INIT instead.
+ *
+ * Returns: 0; -ENOMEM or -EAGAIN when the pthread objects could not be
+ * initialized; -EINVAL for NULL.
+ * Blocks: No.
+ * Thread-safety: Before any other use of wg, by one thread.
+ * Ownership: wg is the caller's memory; release with eg_wg_destroy().
+ * NULL: Returns -EINVAL.
+ * See also: eg_wg_destroy
+ */
 EG_EXPORT int eg_wg_init(eg_wg *wg);
-/* Frees what eg_wg_init allocated. Undefined behaviour that is not
+/**
+ * eg_wg_destroy() - release what eg_wg_init() set up
+ *
+ * Returns: Nothing.
+ * Blocks: No.
+ * Thread-safety: The last call on wg. Undefined behaviour that is not
  * detected: destroying or copying a WaitGroup that has waiters or a
- * non-zero count. */
+ * non-zero count.
+ * Ownership: wg's memory stays the caller's.
+ * NULL: Does nothing.
+ */
 EG_EXPORT void eg_wg_destroy(eg_wg *wg);
-/* Adds delta (may be negative) to the counter; when it reaches zero every
- * eg_wg_wait returns. Returns 0, or -EINVAL and no change if the counter
- * would go below zero (Go panics) or wg is NULL. */
+/**
+ * eg_wg_add() - add to a WaitGroup's counter
+ *
+ * Adds delta (which may be negative) to the counter (Go's wg.Add); when it
+ * reaches zero every eg_wg_wait() returns.
+ *
+ * Returns: 0; -EINVAL and no change if the counter would go below zero
+ * (where Go panics) or wg is NULL.
+ * Blocks: No.
+ * Thread-safety: Any thread, concurrently.
+ * Ownership: Nothing passes.
+ * NULL: Returns -EINVAL.
+ */
 EG_EXPORT int eg_wg_add(eg_wg *wg, int delta);
-/* eg_wg_add(wg, -1). */
+/**
+ * eg_wg_done() - count one unit of a WaitGroup's work done
+ *
+ * eg_wg_add(wg, -1) (Go's wg.Done).
+ *
+ * Returns: As eg_wg_add(): 0, or -EINVAL when the counter is already zero
+ * or wg is NULL.
+ * Blocks: No.
+ * Thread-safety: Any thread, concurrently.
+ * Ownership: Nothing passes.
+ * NULL: Returns -EINVAL.
+ */
 EG_EXPORT int eg_wg_done(eg_wg *wg);
-/* Blocks until the counter is zero. */
+/**
+ * eg_wg_wait() - wait until a WaitGroup's counter is zero
+ *
+ * Go's wg.Wait. It does not listen to a context: to give up early, use a
+ * group (eg_wait()) or a channel.
+ *
+ * Returns: Nothing.
+ * Blocks: Until the counter is zero (at once if it is).
+ * Thread-safety: Any thread, any number of waiters.
+ * Ownership: Nothing passes.
+ * NULL: Returns at once.
+ */
 EG_EXPORT void eg_wg_wait(eg_wg *wg);
-/* Go 1.25's WaitGroup.Go: adds one, runs fn(arg) on the pool, then done.
- * Returns 0 once started; -EINVAL, -ENOMEM or -EAGAIN and no change if not
- * (arg then still belongs to the caller). */
+/**
+ * eg_wg_go() - run a function on the pool, counted by a WaitGroup
+ *
+ * Go 1.25's wg.Go: adds one to the counter, runs fn(arg) on the pool, then
+ * counts it done.
+ *
+ * Returns: 0 once fn is started; on failure the counter is unchanged and fn
+ * does not run:
+ * - -EINVAL: wg or fn is NULL;
+ * - -ENOMEM: out of memory;
+ * - -EAGAIN: no thread could be started to run it.
+ * Blocks: No.
+ * Thread-safety: Any thread, concurrently.
+ * Ownership: arg passes to fn when 0 is returned; otherwise it still
+ * belongs to the caller.
+ * NULL: wg or fn NULL returns -EINVAL; arg may be NULL.
+ */
 EG_EXPORT int eg_wg_go(eg_wg *wg, void (*fn)(void *), void *arg);
 
 /* Runs a function once. Fields are private. */
@@ -52,10 +118,20 @@ typedef struct eg_once {
 
 #define EG_ONCE_INIT {PTHREAD_MUTEX_INITIALIZER, 0}
 
-/* Runs fn(arg) if no call on this once has run a function yet. Concurrent
- * callers return only after that function returned. fn must not call
- * eg_once_do on the same once: that deadlocks, as in Go, and is not
- * detected. */
+/**
+ * eg_once_do() - run a function once
+ *
+ * Go's once.Do: runs fn(arg) if no call on this once has run a function
+ * yet.
+ *
+ * Returns: Nothing.
+ * Blocks: While another caller runs the function: concurrent callers
+ * return only after it returned, and see its effects.
+ * Thread-safety: Any thread, concurrently. fn must not call eg_once_do()
+ * on the same once: that deadlocks, as in Go, and is not detected.
+ * Ownership: arg is passed to fn and stays the caller's.
+ * NULL: once or fn NULL does nothing.
+ */
 EG_EXPORT void eg_once_do(eg_once *once, void (*fn)(void *), void *arg);
 
 #ifdef __cplusplus

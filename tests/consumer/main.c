@@ -28,7 +28,8 @@ int main(void)
     if (!g || eg_go(g, wait_for_cancel, NULL) || eg_go(g, fail, NULL))
         return 1;
     int err = eg_wait(g);
-    printf("errgroup %s: eg_wait = %d (%s)\n", eg_version_string(), err, eg_group_errmsg(g));
+    printf("errgroup %s: eg_wait = %d (%s)\n", eg_version_string(), err,
+           eg_group_errmsg(g));
     eg_group_free(g);
     return err == -EIO ? 0 : 1;
 }
