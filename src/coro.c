@@ -216,6 +216,7 @@ static _Thread_local eg__coro *tls_self; /* the coroutine running now */
 static _Thread_local carrier *tls_guest; /* this thread's temporary carrier */
 
 static void wakep(void);
+static carrier *guest_get(void);
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -394,6 +395,9 @@ static eg__task *global_get(carrier *c)
         runq_put(c, rest);
         rest = nx;
     }
+    /* More than we run now: an idle carrier may steal some. */
+    if (n > 1)
+        wakep();
     return t;
 }
 
@@ -916,6 +920,12 @@ static void after_switch(carrier *c, eg__coro *co)
     }
     case ST_YIELD:
         co->status = ST_RUNNING;
+        /* Alone on this carrier: let the other threads of this CPU run,
+         * as a yielding thread would (a spin on eg_yield would otherwise
+         * hold the CPU until the kernel's tick). */
+        if (!__atomic_load_n(&home->ready_head, __ATOMIC_RELAXED) && !runq_len(c) &&
+            !atomic_load_explicit(&c->inbox, memory_order_relaxed))
+            sched_yield();
         ready_local(home, co);
         break;
     case ST_DONE:
@@ -1063,6 +1073,10 @@ static void idle_remove(carrier *c)
 /* Wakes one idle carrier to look for work, unless one already looks. */
 static void wakep(void)
 {
+    /* The caller's push (a release store of a ring's tail) must be
+     * ordered before our load of nidle: pairs with carrier_sleep's nidle++
+     * then its look at the rings (Dekker), or both miss each other. */
+    atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load(&G.nidle) == 0 || atomic_load(&G.nspinning) != 0)
         return;
     int z = 0;
@@ -1089,7 +1103,7 @@ static int active_carriers(void)
     int n = atomic_load_explicit(&G.ncars, memory_order_acquire), k = 0;
     for (int i = 0; i < n; i++) {
         carrier *v = G.cars[i];
-        if (atomic_load_explicit(&v->retired, memory_order_relaxed))
+        if (v->guest || atomic_load_explicit(&v->retired, memory_order_relaxed))
             continue;
         if (atomic_load_explicit(&v->in_coro, memory_order_relaxed) &&
             (atomic_load_explicit(&v->blocking, memory_order_relaxed) ||
@@ -1335,7 +1349,7 @@ static void *monitor_main(void *arg)
         int stuck = 0, active = 0;
         for (int i = 0; i < n; i++) {
             carrier *v = G.cars[i];
-            if (atomic_load_explicit(&v->retired, memory_order_relaxed))
+            if (v->guest || atomic_load_explicit(&v->retired, memory_order_relaxed))
                 continue;
             unsigned tk = atomic_load_explicit(&v->tick, memory_order_relaxed);
             if (tk != v->mon_tick ||
@@ -1513,8 +1527,12 @@ static int coro_submit(eg__task *t, eg__queue *q)
         return r == -ENOMEM ? -ENOMEM : -EAGAIN;
     t->queue = q;
     carrier *c = tls_car;
-    /* A guest (eg__coro_help) has no ring anyone steals from. */
-    if (c && !c->guest && !atomic_load_explicit(&c->retired, memory_order_relaxed))
+    /* A thread that is no carrier queues a group's tasks on its guest
+     * ring: carriers steal them, and its eg_wait runs the rest itself
+     * without a thread wake. */
+    if (!c && q)
+        c = guest_get();
+    if (c && !atomic_load_explicit(&c->retired, memory_order_relaxed))
         runq_put(c, t);
     else
         global_put_batch(t, t, 1);
@@ -1532,12 +1550,19 @@ static int coro_submit(eg__task *t, eg__queue *q)
  * tasks of that group still in the global queue (carriers may have taken
  * others), and returns once those and every coroutine it started are done,
  * because its coroutines cannot move to another carrier. */
+#define GUEST_MAX_LIVE 64
 static pthread_key_t guest_key;
 static pthread_once_t guest_once = PTHREAD_ONCE_INIT;
 
+/* Thread exit: tasks still in the ring go to the global queue; the record
+ * stays in G.cars (thieves may be looking at it), retired, for the next
+ * thread's guest. */
 static void guest_free(void *p)
 {
     carrier *c = p;
+    eg__task *t;
+    while ((t = runq_get(c)))
+        global_put_batch(t, t, 1);
     while (c->nstacks)
         eg__stack_put(c->stacks[--c->nstacks]);
     while (c->free) {
@@ -1545,10 +1570,10 @@ static void guest_free(void *p)
         free(c->free);
         c->free = n;
     }
-    free(c->heap);
-    close(c->ep);
-    close(c->evfd);
-    free(c);
+    c->nfree = 0;
+    tls_guest = NULL;
+    /* Release: our last touch of c. */
+    atomic_store(&c->retired, true);
 }
 
 static void guest_key_init(void)
@@ -1564,15 +1589,32 @@ static carrier *guest_get(void)
     pthread_once(&guest_once, guest_key_init);
     if (guest_key == (pthread_key_t)-1)
         return NULL;
-    carrier *c = aligned_alloc(64, (sizeof *c + 63) & ~(size_t)63);
+    /* A guest is in G.cars so carriers steal from its ring (the tasks
+     * this thread submits wait there, and eg_wait runs them here). */
+    pthread_mutex_lock(&G.mu);
+    carrier *c = NULL;
+    int n = atomic_load(&G.ncars);
+    for (int i = 0; i < n && !c; i++)
+        if (G.cars[i]->guest && atomic_load(&G.cars[i]->retired))
+            c = G.cars[i];
+    if (c) {
+        atomic_store(&c->retired, false);
+    } else if (n < MAX_CARRIERS &&
+               (c = aligned_alloc(64, (sizeof *c + 63) & ~(size_t)63))) {
+        memset(c, 0, sizeof *c);
+        if (carrier_init(c, n, false) != 0) {
+            free(c);
+            c = NULL;
+        } else {
+            c->guest = true;
+            G.cars[n] = c;
+            /* Release: the record is complete before thieves see it. */
+            atomic_store_explicit(&G.ncars, n + 1, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&G.mu);
     if (!c)
         return NULL;
-    memset(c, 0, sizeof *c);
-    if (carrier_init(c, -1, false) != 0) {
-        free(c);
-        return NULL;
-    }
-    c->guest = true;
     if (pthread_setspecific(guest_key, c) != 0) {
         guest_free(c);
         return NULL;
@@ -1609,10 +1651,12 @@ void eg__coro_help(eg__queue *q)
 {
     if (tls_self || tls_car || __atomic_load_n(&G.state, __ATOMIC_ACQUIRE) != 1)
         return;
-    if (!q || atomic_load_explicit(&G.gq_len, memory_order_relaxed) == 0)
+    if (!q)
         return;
-    carrier *c = guest_get();
-    if (!c)
+    carrier *c = tls_guest;
+    if (!c && atomic_load_explicit(&G.gq_len, memory_order_relaxed) == 0)
+        return;
+    if (!c && !(c = guest_get()))
         return;
 #ifdef EG_TSAN
     c->tsan_fiber = __tsan_get_current_fiber();
@@ -1626,7 +1670,23 @@ void eg__coro_help(eg__queue *q)
             resume(c, co);
             continue;
         }
-        eg__task *t = atomic_load(&c->nlive) < 1024 ? global_take_queue(q) : NULL;
+        eg__task *t = NULL;
+        if (atomic_load(&c->nlive) >= GUEST_MAX_LIVE) {
+            /* Enough parked here: the rest is the carriers' (a third
+             * running thread on few cores would slow them down). */
+            while ((t = runq_get(c)))
+                global_put_batch(t, t, 1);
+            wakep();
+        } else {
+            /* Our ring holds what this thread submitted: q's tasks run
+             * here, any other group's go to the carriers. */
+            while ((t = runq_get(c)) && t->queue != q) {
+                global_put_batch(t, t, 1);
+                wakep();
+            }
+            if (!t)
+                t = global_take_queue(q);
+        }
         if (t) {
             start_task(c, t);
             continue;
