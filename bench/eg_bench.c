@@ -13,6 +13,8 @@
  *   floorN          wake N threads blocked on one condvar          ns per round
  *   fanout          tasks sleep 30/10/20 ms, the 10 ms one fails   ns until eg_wait
  *   overshoot       (reported by fanout) fanout time minus 10 ms   ns
+ *   blockedN        cancelN for large N (10000, 100000, 1000000): a    ns per group
+ *                   few rounds, then blockedN_rss, the peak RSS       KiB
  *   mem             RSS added per task blocked, 1000 at once        bytes per task
  *   pthread_group3  3 x pthread_create + pthread_join              ns per group
  *   pthread_tasks1000  1000 x pthread_create, then join all        ns per task
@@ -30,6 +32,9 @@
  * The Go twin (bench/go/errgroup_bench.go) prints the same names and format;
  * bench/compare runs both and tabulates them.
  *
+ * The executor is the process default: EG_EXECUTOR=coro runs every row on
+ * coroutines (bench/compare runs the C side twice, threads and coro).
+ *
  * mem must run before anything has started pool threads, so it always runs
  * first; run it in its own process for a clean figure (bench/compare does).
  */
@@ -42,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -192,8 +198,10 @@ static int blocker_task(eg_ctx *ctx, void *arg)
 static int failing_task(eg_ctx *ctx, void *arg)
 {
     cancel_round *cr = arg;
+    /* eg_yield, Go's runtime.Gosched: sched_yield on a thread, a switch
+     * to the carrier's next task on a coroutine. */
     while (atomic_load_explicit(&cr->blocked, memory_order_relaxed) < cr->n)
-        sched_yield();
+        eg_yield();
     return -EIO;
 }
 
@@ -226,6 +234,32 @@ static void bench_cancel(const char *name, int n, int reps)
     char what[96];
     snprintf(what, sizeof what, "%d blocked in eg_ctx_wait + 1 failing, whole group", n);
     report(name, "ns/group", what, s, reps);
+    free(s);
+}
+
+/* N blocked + 1 failing at scale: few rounds (one for a million), and the
+ * process's peak resident memory afterwards. */
+static void bench_blocked(const char *name, int n, int reps)
+{
+    if (n >= 1000000)
+        reps = 1;
+    else if (n >= 100000 && reps > 3)
+        reps = 3;
+    else if (reps > 7)
+        reps = 7;
+    double *s = malloc(sizeof *s * (size_t)reps);
+    for (int r = 0; r < reps; r++)
+        s[r] = (double)run_cancel(n);
+    char what[96];
+    snprintf(what, sizeof what, "%d blocked in eg_ctx_wait + 1 failing, start to eg_wait",
+             n);
+    report(name, "ns/group", what, s, reps);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double kib = (double)ru.ru_maxrss;
+    char rname[64];
+    snprintf(rname, sizeof rname, "%s_rss", name);
+    report(rname, "KiB", "peak RSS of the process", &kib, 1);
     free(s);
 }
 
@@ -419,18 +453,24 @@ static void usage(FILE *f)
                "benchmarks:");
     for (size_t i = 0; i < sizeof all_benches / sizeof *all_benches; i++)
         fprintf(f, " %s", all_benches[i]);
-    fprintf(f, "\n(cancelN and floorN take any N >= 1)\n");
+    fprintf(f, "\n(cancelN, floorN and blockedN take any N >= 1; blockedN is not in the"
+               " default set)\n");
 }
 
 /* N from "cancel100" given prefix "cancel"; 0 if it does not parse. */
-static int suffix_n(const char *name, const char *prefix)
+static int suffix_n_max(const char *name, const char *prefix, long max)
 {
     size_t len = strlen(prefix);
     if (strncmp(name, prefix, len) != 0 || !name[len])
         return 0;
     char *end;
     long n = strtol(name + len, &end, 10);
-    return *end || n < 1 || n > 100000 ? 0 : (int)n;
+    return *end || n < 1 || n > max ? 0 : (int)n;
+}
+
+static int suffix_n(const char *name, const char *prefix)
+{
+    return suffix_n_max(name, prefix, 100000);
 }
 
 static void run_bench(const char *name, int reps, bool quick)
@@ -450,6 +490,8 @@ static void run_bench(const char *name, int reps, bool quick)
                      true);
     else if ((n = suffix_n(name, "cancel")))
         bench_cancel(name, n, reps);
+    else if ((n = suffix_n_max(name, "blocked", 1000000)))
+        bench_blocked(name, n, reps);
     else if ((n = suffix_n(name, "floor")))
         bench_floor(name, n, reps);
     else if (!strcmp(name, "fanout"))

@@ -423,7 +423,8 @@ static void print_json(struct variant *vs, int nv)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: fanout [--latency A=300,B=100,C=200] [--fail B|none]\n"
-                 "              [--url NAME=URL]... [--trace] [--json] [--help]\n"
+                 "              [--url NAME=URL]... [--trace] [--executor threads|coro]\n"
+                 "              [--json] [--help]\n"
                  "\n"
                  "Runs a handler that calls services A, B and C three ways\n"
                  "(serial, WaitGroup, errgroup) and prints how long each took.\n"
@@ -435,6 +436,7 @@ static void usage(FILE *out)
                  "                  (repeatable); 2xx is success\n"
                  "  --trace         trace every errgroup task (eg_group_set_trace)\n"
                  "                  in the group table printed after the others\n"
+                 "  --executor E    run the tasks on threads (default) or coroutines\n"
                  "  --json          one JSON object per variant, one per line\n"
                  "  --help          this text\n");
 }
@@ -531,6 +533,13 @@ int main(int argc, char **argv)
             json = true;
         } else if (strcmp(argv[i], "--trace") == 0) {
             trace_tasks = true;
+        } else if ((val = flag_value(argc, argv, &i, "--executor"))) {
+            /* Before any group exists: the default is read once. */
+            if (strcmp(val, "threads") != 0 && strcmp(val, "coro") != 0) {
+                fprintf(stderr, "fanout: --executor: threads or coro\n");
+                return 2;
+            }
+            setenv("EG_EXECUTOR", val, 1);
         } else if ((val = flag_value(argc, argv, &i, "--latency"))) {
             ok = parse_latency(svcs, val);
         } else if ((val = flag_value(argc, argv, &i, "--fail"))) {

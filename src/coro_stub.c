@@ -24,3 +24,5 @@ int eg__coro_wait_fd(eg_ctx *ctx, int fd, short events, int64_t deadline_ns)
 void eg__coro_blocking_begin(void) {}
 void eg__coro_blocking_end(void) {}
 void eg__coro_yield(void) {}
+void eg__coro_batch_begin(void) {}
+void eg__coro_batch_end(void) {}

@@ -290,13 +290,18 @@ void eg_cancel(eg_ctx *ctx, int cause)
 {
     if (!ctx || ctx->kind != K_CANCEL)
         return;
+    /* Coroutines released by the cancel: one wake per carrier. */
+    eg__coro_batch_begin();
     do_cancel(ctx, -ECANCELED, cause ? cause : -ECANCELED);
+    eg__coro_batch_end();
 }
 
 static void on_deadline(eg__timer *t)
 {
     eg_ctx *c = (eg_ctx *)((char *)t - offsetof(eg_ctx, timer));
+    eg__coro_batch_begin();
     do_cancel(c, -ETIMEDOUT, c->deadline_cause);
+    eg__coro_batch_end();
 }
 
 /* ---- construction ------------------------------------------------------ */

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 
 #include "eg/curl.h"
+#include "eg/pool.h"
 
 /* How long one curl_multi_poll may sleep when only curl can wake it (the
  * context can never be done). libcurl shortens it to its own next timeout. */
@@ -33,6 +34,8 @@
  * EMFILE): poll curl for this long, then check eg_ctx_err. This bounds how
  * late a cancellation is noticed. */
 #define FALLBACK_POLL_MS 1
+/* On a coroutine: the longest curl_multi_poll between two yields. */
+#define CORO_POLL_MS 1
 
 /* ---- the per-thread multi handle ----------------------------------------
  *
@@ -126,6 +129,17 @@ static bool transfer_done(CURLM *multi, CURL *easy, CURLcode *rc)
  * briefly and let the caller check eg_ctx_err). */
 static CURLMcode wait_for_work(CURLM *multi, int done_fd)
 {
+    if (eg_task_executor() == EG_EXEC_CORO) {
+        /* On a coroutine a long curl_multi_poll would hold the carrier and
+         * every coroutine parked on it: poll in short slices and let the
+         * carrier run its other tasks in between. */
+        struct curl_waitfd extra = {
+            .fd = done_fd, .events = CURL_WAIT_POLLIN, .revents = 0};
+        CURLMcode mc = curl_multi_poll(multi, done_fd >= 0 ? &extra : NULL,
+                                       done_fd >= 0 ? 1 : 0, CORO_POLL_MS, NULL);
+        eg_yield();
+        return mc;
+    }
     if (done_fd >= 0) {
         struct curl_waitfd extra = {
             .fd = done_fd, .events = CURL_WAIT_POLLIN, .revents = 0};

@@ -284,6 +284,11 @@ void eg_yield(void)
         sched_yield();
 }
 
+eg_executor eg_task_executor(void)
+{
+    return eg__coro_self() ? EG_EXEC_CORO : EG_EXEC_THREADS;
+}
+
 /* ---- choosing an executor --------------------------------------------------- */
 
 const eg__exec *eg__exec_get(eg_executor kind)
@@ -299,7 +304,7 @@ const eg__exec *eg__exec_get(eg_executor kind)
     return NULL;
 }
 
-static const eg__exec *default_exec;
+static const eg__exec *_Atomic default_exec;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 static void default_init(void)
@@ -317,5 +322,16 @@ static void default_init(void)
 const eg__exec *eg__exec_default(void)
 {
     pthread_once(&default_once, default_init);
-    return default_exec;
+    /* Relaxed: the executors are constant objects. */
+    return atomic_load_explicit(&default_exec, memory_order_relaxed);
+}
+
+int eg__exec_set_default(eg_executor kind)
+{
+    const eg__exec *x = kind == EG_EXEC_DEFAULT ? NULL : eg__exec_get(kind);
+    if (!x)
+        return kind == EG_EXEC_CORO ? -ENOTSUP : -EINVAL;
+    pthread_once(&default_once, default_init);
+    atomic_store_explicit(&default_exec, x, memory_order_relaxed);
+    return 0;
 }

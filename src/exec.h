@@ -41,6 +41,8 @@ EG_HIDDEN extern const eg__exec eg__exec_threads; /* pool.c */
 EG_HIDDEN extern const eg__exec eg__exec_coro;    /* coro.c */
 /* The executor for a group that chose none: EG_EXECUTOR, else threads. */
 EG_HIDDEN const eg__exec *eg__exec_default(void);
+/* eg_pool_configure's executor: 0, -EINVAL, -ENOTSUP. */
+EG_HIDDEN int eg__exec_set_default(eg_executor kind);
 /* The executor for kind, or NULL if this build has none of that kind. */
 EG_HIDDEN const eg__exec *eg__exec_get(eg_executor kind);
 
@@ -114,5 +116,10 @@ EG_HIDDEN int eg__coro_wait_fd(eg_ctx *ctx, int fd, short events, int64_t deadli
 EG_HIDDEN void eg__coro_blocking_begin(void);
 EG_HIDDEN void eg__coro_blocking_end(void);
 EG_HIDDEN void eg__coro_yield(void);
+/* Between begin and end (nesting), the carrier wake-ups that unparking
+ * coroutines would send are deferred to end, one per carrier: a cancel
+ * that releases many coroutines wakes each carrier once. Any thread. */
+EG_HIDDEN void eg__coro_batch_begin(void);
+EG_HIDDEN void eg__coro_batch_end(void);
 
 #endif

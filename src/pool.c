@@ -221,8 +221,15 @@ int eg_pool_configure(const eg_pool_config *cfg)
     if (!cfg || cfg->max_threads < 0 || cfg->max_threads > CEILING_MAX_THREADS ||
         (cfg->idle_timeout_ns < 0 && cfg->idle_timeout_ns != EG_IDLE_FOREVER) ||
         (cfg->stack_size && cfg->stack_size < MIN_STACK_SIZE) ||
-        cfg->stall_warning < -1 || cfg->stall_warning > 1)
+        cfg->stall_warning < -1 || cfg->stall_warning > 1 ||
+        (cfg->executor != EG_EXEC_DEFAULT && cfg->executor != EG_EXEC_THREADS &&
+         cfg->executor != EG_EXEC_CORO))
         return -EINVAL;
+    if (cfg->executor != EG_EXEC_DEFAULT) {
+        int r = eg__exec_set_default(cfg->executor);
+        if (r)
+            return r;
+    }
     pool_init();
     pthread_mutex_lock(&P.mu);
     /* Every field: 0 keeps the current value. */
@@ -250,6 +257,7 @@ void eg_pool_get_config(eg_pool_config *cfg)
     pthread_mutex_lock(&P.mu);
     *cfg = P.cfg;
     pthread_mutex_unlock(&P.mu);
+    cfg->executor = eg__exec_default()->kind;
 }
 
 void eg_pool_get_stats(eg_pool_stats *st)

@@ -341,6 +341,9 @@ static void test_start_on_empty_pool(void **state)
     gate_init(&done);
     thread_rec r = {pthread_self(), &done, 0};
     eg_group *g = eg_group_new(NULL);
+    /* The pool's own behaviour: on the thread executor whatever the
+     * process default (EG_EXECUTOR=coro runs tasks on carriers). */
+    assert_int_equal(eg_group_set_executor(g, EG_EXEC_THREADS), 0);
     assert_int_equal(eg_go(g, task_record, &r), 0);
     assert_true(gate_wait(&done, 1, GATE_WAIT_NS));
     assert_false(pthread_equal(r.thread, pthread_self()));
@@ -465,11 +468,13 @@ static void test_wait_runs_queued_inline(void **state)
 
     /* Occupy the only thread. */
     eg_group *busy = eg_group_new(NULL);
+    assert_int_equal(eg_group_set_executor(busy, EG_EXEC_THREADS), 0); /* the pool's own behaviour */
     assert_int_equal(eg_go(busy, task_block, gs), 0);
     assert_true(gate_wait(&started, 1, GATE_WAIT_NS));
 
     /* A task of another group queues: eg_go still returns 0. */
     eg_group *g = eg_group_new(NULL);
+    assert_int_equal(eg_group_set_executor(g, EG_EXEC_THREADS), 0);
     thread_rec r = {pthread_self(), &done, 0};
     assert_int_equal(eg_go(g, task_record, &r), 0);
     sleep_ms(30);

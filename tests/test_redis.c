@@ -435,7 +435,7 @@ static int many_task(eg_ctx *ctx, void *arg)
 static int release_task(eg_ctx *ctx, void *arg)
 {
     many_job *j = arg;
-    if (!wait_for_int(j->ready, MANY))
+    if (!wait_for_int_in_task(ctx, j->ready, MANY))
         return -ETIME;
     int err;
     redisContext *c = eg_redis_connect(ctx, "127.0.0.1", srv.port, &err);

@@ -91,6 +91,20 @@ static inline bool wait_for_int(atomic_int *v, int want)
     return atomic_load(v) == want;
 }
 
+/* wait_for_int for a task: sleeps with eg_sleep, a library blocking call,
+ * so that on the coroutine executor the siblings that share its carrier run
+ * meanwhile (a nanosleep would hold the carrier; README, "Choosing an
+ * executor"). */
+static inline bool wait_for_int_in_task(eg_ctx *ctx, atomic_int *v, int want)
+{
+    for (int i = 0; i < 200000; i++) {
+        if (atomic_load(v) == want)
+            return true;
+        eg_sleep(ctx, 50 * EG_NSEC_PER_USEC);
+    }
+    return atomic_load(v) == want;
+}
+
 /* Waits (bounded, about 10 s) until eg_live_objects() is back to base. */
 static inline void assert_live_back_to(long base)
 {

@@ -158,6 +158,41 @@ func benchFanout(reps int) {
 	report("overshoot", "ns", "fanout minus the 10 ms of the failing task", over)
 }
 
+// benchBlocked is benchCancel for large n: few rounds (one for a
+// million), then the peak RSS of the process (VmHWM).
+func benchBlocked(name string, n, reps int) {
+	if n >= 1000000 {
+		reps = 1
+	} else if n >= 100000 && reps > 3 {
+		reps = 3
+	} else if reps > 7 {
+		reps = 7
+	}
+	s := make([]float64, reps)
+	for r := range s {
+		s[r] = float64(runCancel(n).Nanoseconds())
+	}
+	report(name, "ns/group", fmt.Sprintf("%d blocked on <-ctx.Done() + 1 failing, start to Wait", n), s)
+	report(name+"_rss", "KiB", "peak RSS of the process", []float64{float64(peakRSSKiB())})
+}
+
+func peakRSSKiB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				v, _ := strconv.ParseInt(f[1], 10, 64)
+				return v
+			}
+		}
+	}
+	return -1
+}
+
 func rssBytes() int64 {
 	b, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
@@ -221,6 +256,12 @@ func runBench(name string, reps int, quick bool) {
 		benchGroups(name, "1000 no-op goroutines in one group", reps, 5, 1000, -1, true)
 	case name == "limit2":
 		benchGroups(name, "1000 no-op goroutines, SetLimit(2)", reps, 2, 1000, 2, true)
+	case strings.HasPrefix(name, "blocked"):
+		n, err := strconv.Atoi(name[len("blocked"):])
+		if err != nil || n < 1 || n > 1000000 {
+			unknown(name)
+		}
+		benchBlocked(name, n, reps)
 	case strings.HasPrefix(name, "cancel"):
 		n, err := strconv.Atoi(name[len("cancel"):])
 		if err != nil || n < 1 || n > 100000 {

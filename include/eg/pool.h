@@ -75,6 +75,21 @@ typedef enum eg_executor {
  */
 EG_EXPORT void eg_yield(void);
 
+/**
+ * eg_task_executor() - what runs the calling task
+ *
+ * For adapters that must not block a carrier in foreign code (eg/curl.h
+ * polls libcurl in short slices on a coroutine).
+ *
+ * Returns: EG_EXEC_CORO on a coroutine of the coroutine executor;
+ *   EG_EXEC_THREADS anywhere else (a pool thread, any thread of the program).
+ * Blocks: No.
+ * Thread-safety: Any thread.
+ * Ownership: Nothing passes.
+ * NULL: No pointer arguments.
+ */
+EG_EXPORT eg_executor eg_task_executor(void);
+
 /* idle_timeout_ns value: idle threads never exit. */
 #define EG_IDLE_FOREVER INT64_C(-1)
 
@@ -85,6 +100,9 @@ typedef struct eg_pool_config {
     int64_t idle_timeout_ns; /* > 0 (1: exit as soon as idle), or EG_IDLE_FOREVER;
                                 huge values saturate (never) */
     int stall_warning;       /* 1: on, -1: off (see the stall warning above) */
+    /* The process default executor for groups created later (overrides
+     * EG_EXECUTOR); EG_EXEC_DEFAULT (0) keeps the current one. */
+    eg_executor executor;
 } eg_pool_config;
 
 /**
@@ -96,9 +114,11 @@ typedef struct eg_pool_config {
  * threads keep their stacks; the new values apply to threads started later
  * (a new idle timeout applies at once). It overrides the defaults and the
  * EG_MAX_THREADS, EG_STACK_SIZE, EG_IDLE_TIMEOUT_MS and EG_STALL_WARN
- * environment variables.
+ * environment variables. executor (EG_EXEC_THREADS or EG_EXEC_CORO) sets
+ * the process default for groups created later, overriding EG_EXECUTOR.
  *
- * Returns: 0; -EINVAL and nothing changed for a value out of range or NULL.
+ * Returns: 0; -EINVAL and nothing changed for a value out of range or NULL;
+ *   -ENOTSUP (executor EG_EXEC_CORO, and this build has none).
  * Blocks: No (takes the pool's lock briefly).
  * Thread-safety: Any thread, concurrently with running tasks.
  * Ownership: cfg is read during the call only.

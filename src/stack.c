@@ -1,0 +1,202 @@
+/*
+ * stack.c - coroutine stacks: reserved in slabs with mmap, committed by the
+ * kernel page by page as they are touched, reused through a free list.
+ *
+ * Layout. A stack is EG_CORO_STACK bytes of address space (default 64 KiB,
+ * rounded up to pages). Only the pages a coroutine touches cost memory: a
+ * task blocked a few calls deep holds one or two pages. Slabs are mapped
+ * MAP_NORESERVE (no commit charge for the untouched part) and
+ * MADV_NOHUGEPAGE (a huge page would commit 2 MiB for one touched byte).
+ *
+ * Guard pages and vm.max_map_count. A PROT_NONE page below a stack splits
+ * the mapping, so each guarded stack costs two kernel mappings, and the
+ * default limit of 65,530 mappings would cap a process near 32,000
+ * coroutines. So there are two kinds of slab:
+ *
+ *   guarded:   64 stacks, each with its own guard page below it. An overflow
+ *              faults (SIGSEGV) at once and corrupts nothing. 128 mappings.
+ *   unguarded: 256 stacks back to back with one guard page below the slab.
+ *              An overflow of the lowest stack faults; an overflow of any
+ *              other runs into the top of its neighbour. 2 mappings.
+ *
+ * Guarded slabs are made while they use at most a quarter of
+ * vm.max_map_count (16,320 stacks at the default limit), unguarded ones
+ * after that; EG_CORO_GUARD=all makes every slab guarded (the process then
+ * needs a higher vm.max_map_count for more coroutines) and EG_CORO_GUARD=N
+ * sets the number of guarded stacks. Stacks are handed out lowest slab
+ * first, and freed stacks are reused before fresh ones, so a process with
+ * fewer live coroutines than the guarded count runs every coroutine on a
+ * guarded stack.
+ *
+ * Free stacks: a LIFO (most recently used first, its pages are warm) whose
+ * link is the top word of the free stack itself, plus a bump pointer into
+ * the newest slab for stacks never touched. The coroutine scheduler keeps a
+ * small per-carrier cache in front of this (coro.c), so the lock here is
+ * taken once per cache refill or spill.
+ *
+ * Lock order: S.mu is a leaf.
+ */
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "coro.h"
+
+#define DEFAULT_STACK (64 * 1024)
+#define MIN_STACK (16 * 1024)
+#define MAX_STACK (256L * 1024 * 1024)
+#define GUARDED_PER_SLAB 64
+#define UNGUARDED_PER_SLAB 256
+
+static struct {
+    pthread_mutex_t mu;
+    size_t page, size;     /* page size; usable bytes per stack */
+    long guarded_left;     /* guarded stacks that may still be made */
+    char *bump, *bump_end; /* fresh stacks of the newest slab */
+    size_t bump_step;      /* distance between fresh stacks' lows */
+    void *free;            /* LIFO of free stacks (their top word links) */
+    size_t nfree, total, guarded_total;
+    bool ready;
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static long read_max_map_count(void)
+{
+    long v = 65530;
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1 || v <= 0)
+            v = 65530;
+        fclose(f);
+    }
+    return v;
+}
+
+static void stack_setup_locked(void)
+{
+    if (S.ready)
+        return;
+    long pg = sysconf(_SC_PAGESIZE);
+    S.page = pg > 0 ? (size_t)pg : 4096;
+    long sz = eg__env_size("EG_CORO_STACK", DEFAULT_STACK);
+    if (sz < MIN_STACK)
+        sz = MIN_STACK;
+    if (sz > MAX_STACK)
+        sz = MAX_STACK;
+    S.size = ((size_t)sz + S.page - 1) & ~(S.page - 1);
+    const char *g = getenv("EG_CORO_GUARD");
+    if (g && !strcmp(g, "all")) {
+        S.guarded_left = LONG_MAX;
+    } else {
+        long n = -1;
+        if (g && *g) {
+            char *end;
+            n = strtol(g, &end, 10);
+            if (*end || n < 0)
+                n = -1;
+        }
+        /* Two mappings per guarded stack, a quarter of the limit. */
+        S.guarded_left = n >= 0 ? n : read_max_map_count() / 4 / 2;
+    }
+    S.ready = true;
+}
+
+size_t eg__stack_size(void)
+{
+    pthread_mutex_lock(&S.mu);
+    stack_setup_locked();
+    size_t s = S.size;
+    pthread_mutex_unlock(&S.mu);
+    return s;
+}
+
+/* Maps a new slab and points the bump range at it. Under S.mu. */
+static int new_slab_locked(void)
+{
+    bool guarded = S.guarded_left >= GUARDED_PER_SLAB;
+    size_t n = guarded ? GUARDED_PER_SLAB : UNGUARDED_PER_SLAB;
+    size_t step = guarded ? S.size + S.page : S.size;
+    size_t len = n * step + (guarded ? 0 : S.page);
+    char *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+        return -ENOMEM;
+#ifdef MADV_NOHUGEPAGE
+    (void)madvise(m, len, MADV_NOHUGEPAGE);
+#endif
+    if (guarded) {
+        for (size_t i = 0; i < n; i++) {
+            if (mprotect(m + i * step, S.page, PROT_NONE) != 0) {
+                /* Out of mappings: give the slab back, make unguarded
+                 * ones from now on. */
+                munmap(m, len);
+                S.guarded_left = 0;
+                return new_slab_locked();
+            }
+        }
+        S.guarded_left -= (long)n;
+        S.guarded_total += n;
+        S.bump = m + S.page;
+    } else {
+        if (mprotect(m, S.page, PROT_NONE) != 0) {
+            munmap(m, len);
+            return -ENOMEM;
+        }
+        S.bump = m + S.page;
+    }
+    S.bump_step = step;
+    S.bump_end = S.bump + n * step;
+    S.total += n;
+    return 0;
+}
+
+void *eg__stack_get(void)
+{
+    pthread_mutex_lock(&S.mu);
+    stack_setup_locked();
+    void *lo = NULL;
+    if (S.free) {
+        char *top = S.free;
+        S.free = *(void **)top;
+        S.nfree--;
+        lo = top + sizeof(void *) - S.size;
+    } else if (S.bump != S.bump_end || new_slab_locked() == 0) {
+        lo = S.bump;
+        S.bump += S.bump_step;
+    }
+    pthread_mutex_unlock(&S.mu);
+    return lo;
+}
+
+void eg__stack_put(void *lo)
+{
+    if (!lo)
+        return;
+    pthread_mutex_lock(&S.mu);
+    char *top = (char *)lo + S.size - sizeof(void *);
+    *(void **)top = S.free;
+    S.free = top;
+    S.nfree++;
+    pthread_mutex_unlock(&S.mu);
+}
+
+void eg__stack_stats(size_t *total, size_t *guarded, size_t *nfree)
+{
+    pthread_mutex_lock(&S.mu);
+    if (total)
+        *total = S.total;
+    if (guarded)
+        *guarded = S.guarded_total;
+    if (nfree)
+        *nfree = S.nfree;
+    pthread_mutex_unlock(&S.mu);
+}
+
+void eg__stack_atfork_child(void)
+{
+    /* The child has one thread: the free list is as the fork left it, but
+     * the lock may have been held by a thread that does not exist here. */
+    pthread_mutex_init(&S.mu, NULL);
+}
