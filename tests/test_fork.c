@@ -421,7 +421,7 @@ static void regress_fork_queued_task_dropped(void **state)
             break;
         nap_ms(1);
     }
-    eg_group *g = eg_group_new(NULL), *g2 = eg_group_new(NULL);
+    eg_group *g = pool_group_new(), *g2 = pool_group_new();
     atomic_int waited = 0;
     atomic_store(&queued_pid, 0);
     assert_int_equal(eg_go(g, wait_ctx_task, &waited), 0);

@@ -837,7 +837,7 @@ static void regress_edge_values(void **state)
     eg_pool_get_config(&before);
     eg_pool_config forever = {.idle_timeout_ns = INT64_MAX};
     assert_int_equal(eg_pool_configure(&forever), 0);
-    g = eg_group_new(NULL);
+    g = pool_group_new();
     assert_int_equal(eg_go(g, cancel_root_task, eg_background()), 0);
     assert_int_equal(eg_wait(g), 0);
     eg_group_free(g);
@@ -913,7 +913,7 @@ static int stall_child(int wfd, int warn)
     eg_pool_config one = {.max_threads = 1, .stall_warning = warn};
     if (eg_pool_configure(&one) != 0)
         return 10;
-    eg_group *g = eg_group_new(NULL);
+    eg_group *g = pool_group_new();
     if (eg_go(g, block_task, NULL) != 0 || eg_go(g, block_task, NULL) != 0)
         return 11;
     struct timespec ts = {.tv_sec = 2, .tv_nsec = 500000000};

@@ -270,6 +270,18 @@ static inline void canceller_join(canceller *c)
 /* ---- tasks and callbacks ----------------------------------------------------- */
 
 /* Counts its runs in the atomic_int at arg. */
+/* A group on the thread pool whatever EG_EXECUTOR says: for tests of the
+ * pool's own behaviour (its threads, its queue, its stall report). */
+static inline eg_group *pool_group_new(void)
+{
+    eg_group *g = eg_group_new(NULL);
+    if (g && eg_group_set_executor(g, EG_EXEC_THREADS) != 0) {
+        eg_group_free(g);
+        return NULL;
+    }
+    return g;
+}
+
 static inline int count_task(eg_ctx *ctx, void *arg)
 {
     (void)ctx;

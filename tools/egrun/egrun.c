@@ -119,7 +119,7 @@ static int run_cmd(eg_ctx *ctx, void *arg)
     if (eg_ctx_done(ctx))
         return 0; /* the run was stopped while this command was queued */
 
-    int po[2] = { -1, -1 }, pe[2] = { -1, -1 };
+    int po[2] = {-1, -1}, pe[2] = {-1, -1};
     c->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     c->iobuf = malloc(PUMP_BUF); /* not on the stack: spawn runs on it */
     int err = 0;
@@ -139,8 +139,8 @@ static int run_cmd(eg_ctx *ctx, void *arg)
         close(pe[1]);
     if (err) {
         char msg[256];
-        int len = snprintf(msg, sizeof msg, "egrun: cannot start %s: %s\n",
-                           c->name, strerror(-err));
+        int len = snprintf(msg, sizeof msg, "egrun: cannot start %s: %s\n", c->name,
+                           strerror(-err));
         out_write(2, msg, (size_t)len < sizeof msg ? (size_t)len : sizeof msg - 1);
         for (int i = 0; i < 2; i++) {
             if (po[i] >= 0)
@@ -164,7 +164,7 @@ static int run_cmd(eg_ctx *ctx, void *arg)
     fcntl(pe[0], F_SETFL, O_NONBLOCK);
     int ctx_fd = eg_ctx_fd(ctx); /* < 0: fall back to a 100 ms check */
 
-    egrun_linebuf lo = { .fd = 1 }, le = { .fd = 2 };
+    egrun_linebuf lo = {.fd = 1}, le = {.fd = 2};
     bool o_open = true, e_open = true;
     int64_t kill_at = INT64_MAX;
     int wst = 0;
@@ -176,26 +176,25 @@ static int run_cmd(eg_ctx *ctx, void *arg)
             stop_group(c);
             kill_at = add_sat(now, g_opts.grace_ns);
         }
-        if (c->signalled && !c->killed &&
-            (atomic_load(&g_kill_now) || now >= kill_at)) {
+        if (c->signalled && !c->killed && (atomic_load(&g_kill_now) || now >= kill_at)) {
             kill(-c->pid, SIGKILL);
             c->killed = true;
         }
         struct pollfd p[4];
         int np = 0;
-        p[np++] = (struct pollfd){ .fd = c->notify_fd, .events = POLLIN };
+        p[np++] = (struct pollfd){.fd = c->notify_fd, .events = POLLIN};
         int ip_ctx = -1, ip_o = -1, ip_e = -1;
         if (!c->signalled && ctx_fd >= 0) {
             ip_ctx = np;
-            p[np++] = (struct pollfd){ .fd = ctx_fd, .events = POLLIN };
+            p[np++] = (struct pollfd){.fd = ctx_fd, .events = POLLIN};
         }
         if (o_open) {
             ip_o = np;
-            p[np++] = (struct pollfd){ .fd = po[0], .events = POLLIN };
+            p[np++] = (struct pollfd){.fd = po[0], .events = POLLIN};
         }
         if (e_open) {
             ip_e = np;
-            p[np++] = (struct pollfd){ .fd = pe[0], .events = POLLIN };
+            p[np++] = (struct pollfd){.fd = pe[0], .events = POLLIN};
         }
         int ms = -1;
         if (c->signalled && !c->killed) {
@@ -234,7 +233,7 @@ static int run_cmd(eg_ctx *ctx, void *arg)
             }
             if (now >= give_up)
                 break; /* left to the final sweep */
-            struct pollfd p = { .fd = c->notify_fd, .events = POLLIN };
+            struct pollfd p = {.fd = c->notify_fd, .events = POLLIN};
             poll(&p, 1, 20);
             if (p.revents)
                 drain_eventfd(c->notify_fd);
@@ -292,8 +291,8 @@ static void *launcher(void *arg)
             break;
         int r = eg_go_named(grp, cmds[i].name, run_cmd, &cmds[i]);
         if (r) {
-            fprintf(stderr, "egrun: cannot start a task for %s: %s\n",
-                    cmds[i].name, eg_strerror(r));
+            fprintf(stderr, "egrun: cannot start a task for %s: %s\n", cmds[i].name,
+                    eg_strerror(r));
             cmds[i].end = END_FAILED;
             cmds[i].status = EGRUN_EXIT_USAGE;
             if (claim(REASON_FAILURE, cmds[i].index))
@@ -374,7 +373,7 @@ int main(int argc, char **argv)
         fputs("egrun: out of memory\n", stderr);
         return EGRUN_EXIT_USAGE;
     }
-    static const int colors[] = { 36, 33, 32, 35, 34, 31 };
+    static const int colors[] = {36, 33, 32, 35, 34, 31};
     int width = 0;
     for (int i = 0; i < n; i++) {
         egrun_cmd *c = &cmds[i];
@@ -425,8 +424,8 @@ int main(int argc, char **argv)
     /* The main thread is the reaper and the signal handler. */
     for (;;) {
         struct pollfd p[2] = {
-            { .fd = proc_signalfd(), .events = POLLIN },
-            { .fd = done_fd, .events = POLLIN },
+            {.fd = proc_signalfd(), .events = POLLIN},
+            {.fd = done_fd, .events = POLLIN},
         };
         if (poll(p, 2, -1) < 0 && errno != EINTR)
             break;
@@ -457,8 +456,8 @@ int main(int argc, char **argv)
     if (g_opts.summary)
         report_summary(cmds, n, code, swept);
     if (g_opts.joblog && report_joblog(g_opts.joblog, cmds, n) != 0) {
-        fprintf(stderr, "egrun: cannot write the joblog %s: %s\n",
-                g_opts.joblog, strerror(errno));
+        fprintf(stderr, "egrun: cannot write the joblog %s: %s\n", g_opts.joblog,
+                strerror(errno));
         if (code == 0)
             code = EGRUN_EXIT_USAGE;
     }

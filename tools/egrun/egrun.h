@@ -35,18 +35,18 @@ typedef enum egrun_end {
 } egrun_end;
 
 typedef struct egrun_opts {
-    int jobs;               /* 0: no limit */
-    int64_t timeout_ns;     /* 0: none */
+    int jobs;           /* 0: no limit */
+    int64_t timeout_ns; /* 0: none */
     int64_t grace_ns;
     int stop_signal;
     bool success_first;
     bool prefix;
-    int color;              /* 0 never, 1 always, 2 auto */
+    int color; /* 0 never, 1 always, 2 auto */
     const char *joblog;
     bool json;
     bool summary;
-    int stdin_cmd;          /* 1-based; 0: every command gets /dev/null */
-    char **names;           /* from --names, may be shorter than ncmds */
+    int stdin_cmd; /* 1-based; 0: every command gets /dev/null */
+    char **names;  /* from --names, may be shorter than ncmds */
     int nnames;
     char **cmds;
     int ncmds;
@@ -55,31 +55,31 @@ typedef struct egrun_opts {
 /* One command. Written by its task; exit fields by the reaper under
  * cmd_table_mu; read by the main thread after the group's eg_wait. */
 typedef struct egrun_cmd {
-    int index;              /* 1-based */
+    int index; /* 1-based */
     const char *text;
     char name[64];
-    int color;              /* ANSI colour number */
-    pid_t pid;              /* also its process group id; 0 before spawn */
-    int notify_fd;          /* eventfd: the reaper saw the shell exit */
-    char *iobuf;            /* the task's read buffer */
-    bool exited;            /* under cmd_table_mu */
-    int wstatus;            /* under cmd_table_mu */
-    bool signalled;         /* egrun sent it its stop signal */
-    bool killed;            /* egrun sent it SIGKILL */
+    int color;      /* ANSI colour number */
+    pid_t pid;      /* also its process group id; 0 before spawn */
+    int notify_fd;  /* eventfd: the reaper saw the shell exit */
+    char *iobuf;    /* the task's read buffer */
+    bool exited;    /* under cmd_table_mu */
+    int wstatus;    /* under cmd_table_mu */
+    bool signalled; /* egrun sent it its stop signal */
+    bool killed;    /* egrun sent it SIGKILL */
     egrun_end end;
-    int status;             /* exit status as a shell reports it, -1 none */
-    bool first;             /* its end decided the run */
-    int64_t start_real_ns;  /* CLOCK_REALTIME at spawn */
-    int64_t start_ns, end_ns; /* eg_now() */
+    int status;                  /* exit status as a shell reports it, -1 none */
+    bool first;                  /* its end decided the run */
+    int64_t start_real_ns;       /* CLOCK_REALTIME at spawn */
+    int64_t start_ns, end_ns;    /* eg_now() */
     struct egrun_cmd *next_live; /* in the reaper's table */
 } egrun_cmd;
 
 /* Why the run ended; the first to set it wins. */
 enum egrun_reason {
     REASON_NONE,
-    REASON_FAILURE,   /* a command failed; reason_cmd says which */
-    REASON_SUCCESS,   /* --success first: a command exited 0 */
-    REASON_SIGNAL,    /* egrun received reason_signal */
+    REASON_FAILURE, /* a command failed; reason_cmd says which */
+    REASON_SUCCESS, /* --success first: a command exited 0 */
+    REASON_SIGNAL,  /* egrun received reason_signal */
 };
 
 extern egrun_opts g_opts;
@@ -100,24 +100,23 @@ const char *egrun_signal_name(int sig);
 typedef struct egrun_linebuf {
     char *buf;
     size_t len, cap;
-    int fd;                 /* 1 or 2: where lines go */
+    int fd; /* 1 or 2: where lines go */
 } egrun_linebuf;
 void out_init(void);
 void out_set_name_width(int w);
-void out_feed(egrun_linebuf *lb, const egrun_cmd *c, const char *data,
-              size_t n);
+void out_feed(egrun_linebuf *lb, const egrun_cmd *c, const char *data, size_t n);
 void out_flush_partial(egrun_linebuf *lb, const egrun_cmd *c);
 void out_free(egrun_linebuf *lb);
 /* Writes text whole to fd under the output lock. */
 void out_write(int fd, const char *s, size_t n);
 
 /* proc.c: spawning, the reaper and the sweep. */
-int proc_init(void);                    /* subreaper, signal mask, signalfd */
+int proc_init(void); /* subreaper, signal mask, signalfd */
 int proc_signalfd(void);
 int proc_spawn(egrun_cmd *c, int out_fd, int err_fd, int in_fd);
-void proc_forget(egrun_cmd *c);         /* the task is done with c */
-void proc_reap(void);                   /* waitpid loop, dispatches */
-void proc_wake_all(void);               /* writes every live notify_fd */
+void proc_forget(egrun_cmd *c); /* the task is done with c */
+void proc_reap(void);           /* waitpid loop, dispatches */
+void proc_wake_all(void);       /* writes every live notify_fd */
 /* Stops and reaps what is left (orphans, leftover group members) after
  * every task returned; returns how many processes it had to signal. */
 int proc_sweep(const egrun_cmd *cmds, int ncmds, int64_t grace_ns);

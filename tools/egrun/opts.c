@@ -93,17 +93,17 @@ int egrun_parse_duration(const char *s, int64_t *ns)
     return 0;
 }
 
-static const struct { int sig; const char *name; } sigtab[] = {
-    { SIGHUP, "HUP" },   { SIGINT, "INT" },   { SIGQUIT, "QUIT" },
-    { SIGILL, "ILL" },   { SIGTRAP, "TRAP" }, { SIGABRT, "ABRT" },
-    { SIGBUS, "BUS" },   { SIGFPE, "FPE" },   { SIGKILL, "KILL" },
-    { SIGUSR1, "USR1" }, { SIGSEGV, "SEGV" }, { SIGUSR2, "USR2" },
-    { SIGPIPE, "PIPE" }, { SIGALRM, "ALRM" }, { SIGTERM, "TERM" },
-    { SIGCHLD, "CHLD" }, { SIGCONT, "CONT" }, { SIGSTOP, "STOP" },
-    { SIGTSTP, "TSTP" }, { SIGTTIN, "TTIN" }, { SIGTTOU, "TTOU" },
-    { SIGURG, "URG" },   { SIGXCPU, "XCPU" }, { SIGXFSZ, "XFSZ" },
-    { SIGVTALRM, "VTALRM" }, { SIGPROF, "PROF" }, { SIGWINCH, "WINCH" },
-    { SIGSYS, "SYS" },
+static const struct {
+    int sig;
+    const char *name;
+} sigtab[] = {
+    {SIGHUP, "HUP"},       {SIGINT, "INT"},   {SIGQUIT, "QUIT"},   {SIGILL, "ILL"},
+    {SIGTRAP, "TRAP"},     {SIGABRT, "ABRT"}, {SIGBUS, "BUS"},     {SIGFPE, "FPE"},
+    {SIGKILL, "KILL"},     {SIGUSR1, "USR1"}, {SIGSEGV, "SEGV"},   {SIGUSR2, "USR2"},
+    {SIGPIPE, "PIPE"},     {SIGALRM, "ALRM"}, {SIGTERM, "TERM"},   {SIGCHLD, "CHLD"},
+    {SIGCONT, "CONT"},     {SIGSTOP, "STOP"}, {SIGTSTP, "TSTP"},   {SIGTTIN, "TTIN"},
+    {SIGTTOU, "TTOU"},     {SIGURG, "URG"},   {SIGXCPU, "XCPU"},   {SIGXFSZ, "XFSZ"},
+    {SIGVTALRM, "VTALRM"}, {SIGPROF, "PROF"}, {SIGWINCH, "WINCH"}, {SIGSYS, "SYS"},
 };
 
 int egrun_parse_signal(const char *s)
@@ -156,7 +156,7 @@ static void parse_names(char *s, egrun_opts *o)
         exit(EGRUN_EXIT_USAGE);
     }
     o->nnames = 0;
-    for (char *tok = s;; ) {
+    for (char *tok = s;;) {
         char *comma = strchr(tok, ',');
         if (comma)
             *comma = '\0';
@@ -167,30 +167,41 @@ static void parse_names(char *s, egrun_opts *o)
     }
 }
 
-enum { OPT_TIMEOUT = 256, OPT_GRACE, OPT_SIGNAL, OPT_SUCCESS, OPT_NAMES,
-       OPT_PREFIX, OPT_NO_PREFIX, OPT_COLOR, OPT_JOBLOG, OPT_JSON, OPT_STDIN,
-       OPT_NO_SUMMARY };
+enum {
+    OPT_TIMEOUT = 256,
+    OPT_GRACE,
+    OPT_SIGNAL,
+    OPT_SUCCESS,
+    OPT_NAMES,
+    OPT_PREFIX,
+    OPT_NO_PREFIX,
+    OPT_COLOR,
+    OPT_JOBLOG,
+    OPT_JSON,
+    OPT_STDIN,
+    OPT_NO_SUMMARY
+};
 
 int egrun_parse_opts(int argc, char **argv, egrun_opts *o)
 {
     static const struct option longopts[] = {
-        { "jobs", required_argument, NULL, 'j' },
-        { "timeout", required_argument, NULL, OPT_TIMEOUT },
-        { "grace", required_argument, NULL, OPT_GRACE },
-        { "signal", required_argument, NULL, OPT_SIGNAL },
-        { "success", required_argument, NULL, OPT_SUCCESS },
-        { "names", required_argument, NULL, OPT_NAMES },
-        { "prefix", no_argument, NULL, OPT_PREFIX },
-        { "no-prefix", no_argument, NULL, OPT_NO_PREFIX },
-        { "color", required_argument, NULL, OPT_COLOR },
-        { "colour", required_argument, NULL, OPT_COLOR },
-        { "joblog", required_argument, NULL, OPT_JOBLOG },
-        { "json", no_argument, NULL, OPT_JSON },
-        { "stdin", required_argument, NULL, OPT_STDIN },
-        { "no-summary", no_argument, NULL, OPT_NO_SUMMARY },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 },
+        {"jobs", required_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"grace", required_argument, NULL, OPT_GRACE},
+        {"signal", required_argument, NULL, OPT_SIGNAL},
+        {"success", required_argument, NULL, OPT_SUCCESS},
+        {"names", required_argument, NULL, OPT_NAMES},
+        {"prefix", no_argument, NULL, OPT_PREFIX},
+        {"no-prefix", no_argument, NULL, OPT_NO_PREFIX},
+        {"color", required_argument, NULL, OPT_COLOR},
+        {"colour", required_argument, NULL, OPT_COLOR},
+        {"joblog", required_argument, NULL, OPT_JOBLOG},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"stdin", required_argument, NULL, OPT_STDIN},
+        {"no-summary", no_argument, NULL, OPT_NO_SUMMARY},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     o->grace_ns = 5 * EG_NSEC_PER_SEC;
@@ -228,8 +239,7 @@ int egrun_parse_opts(int argc, char **argv, egrun_opts *o)
             else if (!strcmp(optarg, "all"))
                 o->success_first = false;
             else
-                usage_error("--success: expected 'first' or 'all', not '%s'",
-                            optarg);
+                usage_error("--success: expected 'first' or 'all', not '%s'", optarg);
             break;
         case OPT_NAMES:
             parse_names(optarg, o);
@@ -248,8 +258,7 @@ int egrun_parse_opts(int argc, char **argv, egrun_opts *o)
             else if (!strcmp(optarg, "auto"))
                 o->color = 2;
             else
-                usage_error("--color: expected auto, always or never, not '%s'",
-                            optarg);
+                usage_error("--color: expected auto, always or never, not '%s'", optarg);
             break;
         case OPT_JOBLOG:
             o->joblog = optarg;
@@ -267,15 +276,15 @@ int egrun_parse_opts(int argc, char **argv, egrun_opts *o)
             fputs(usage_text, stdout);
             exit(0);
         case 'V':
-            printf("egrun (errgroup) %d.%d.%d\n", EG_VERSION_MAJOR,
-                   EG_VERSION_MINOR, EG_VERSION_PATCH);
+            printf("egrun (errgroup) %d.%d.%d\n", EG_VERSION_MAJOR, EG_VERSION_MINOR,
+                   EG_VERSION_PATCH);
             exit(0);
         case ':':
             usage_error("option '%s' needs an argument", argv[optind - 1]);
             break;
         default:
             if (optopt && optopt < 256) {
-                char opt[3] = { '-', (char)optopt, '\0' };
+                char opt[3] = {'-', (char)optopt, '\0'};
                 usage_error("unknown option '%s'", opt);
             }
             usage_error("unknown option '%s'", argv[optind - 1]);

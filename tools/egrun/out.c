@@ -22,7 +22,7 @@
 #define LINE_MAX_BYTES (1u << 20)
 
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
-static bool out_broken[3];  /* under out_mu: EPIPE seen on fd 1 or 2 */
+static bool out_broken[3]; /* under out_mu: EPIPE seen on fd 1 or 2 */
 static bool use_color[3];
 static int name_width;
 
@@ -33,8 +33,8 @@ void out_init(void)
             use_color[fd] = true;
         else if (g_opts.color == 2) {
             const char *term = getenv("TERM");
-            use_color[fd] = isatty(fd) && !getenv("NO_COLOR") &&
-                            !(term && !strcmp(term, "dumb"));
+            use_color[fd] =
+                isatty(fd) && !getenv("NO_COLOR") && !(term && !strcmp(term, "dumb"));
         }
     }
     name_width = 0;
@@ -78,8 +78,8 @@ static void emit(const egrun_cmd *c, int fd, const char *lines, size_t n,
     int plen = 0;
     if (g_opts.prefix) {
         if (use_color[fd])
-            plen = snprintf(pre, sizeof pre, "\033[%dm%-*s |\033[0m ",
-                            c->color, name_width, c->name);
+            plen = snprintf(pre, sizeof pre, "\033[%dm%-*s |\033[0m ", c->color,
+                            name_width, c->name);
         else
             plen = snprintf(pre, sizeof pre, "%-*s | ", name_width, c->name);
         if (plen < 0)
@@ -126,8 +126,7 @@ static void emit(const egrun_cmd *c, int fd, const char *lines, size_t n,
     free(blk);
 }
 
-void out_feed(egrun_linebuf *lb, const egrun_cmd *c, const char *data,
-              size_t n)
+void out_feed(egrun_linebuf *lb, const egrun_cmd *c, const char *data, size_t n)
 {
     while (n) {
         if (lb->len + n > lb->cap) {

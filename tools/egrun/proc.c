@@ -39,9 +39,9 @@
 extern char **environ;
 
 static pthread_mutex_t cmd_table_mu = PTHREAD_MUTEX_INITIALIZER;
-static egrun_cmd *live;      /* under cmd_table_mu: spawned, task not done */
+static egrun_cmd *live; /* under cmd_table_mu: spawned, task not done */
 static int sig_fd = -1;
-static bool hup_ignored;     /* started under nohup: keep SIGHUP ignored */
+static bool hup_ignored; /* started under nohup: keep SIGHUP ignored */
 
 int proc_init(void)
 {
@@ -52,7 +52,8 @@ int proc_init(void)
 
 #ifdef PR_SET_CHILD_SUBREAPER
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
-        fprintf(stderr, "egrun: warning: cannot become a child subreaper: %s; "
+        fprintf(stderr,
+                "egrun: warning: cannot become a child subreaper: %s; "
                 "processes that leave their group may escape\n",
                 strerror(errno));
 #endif
@@ -110,17 +111,15 @@ int proc_spawn(egrun_cmd *c, int out_fd, int err_fd, int in_fd)
     sigset_t none, dfl;
     sigemptyset(&none);
     sigemptyset(&dfl);
-    static const int reset[] = { SIGINT, SIGTERM, SIGQUIT, SIGPIPE, SIGCHLD,
-                                 SIGTTIN, SIGTTOU, SIGTSTP, SIGUSR1, SIGUSR2,
-                                 SIGALRM };
+    static const int reset[] = {SIGINT,  SIGTERM, SIGQUIT, SIGPIPE, SIGCHLD, SIGTTIN,
+                                SIGTTOU, SIGTSTP, SIGUSR1, SIGUSR2, SIGALRM};
     for (size_t i = 0; i < sizeof reset / sizeof reset[0]; i++)
         sigaddset(&dfl, reset[i]);
     if (!hup_ignored)
         sigaddset(&dfl, SIGHUP);
     if (!err)
-        err = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
-                                       POSIX_SPAWN_SETSIGMASK |
-                                       POSIX_SPAWN_SETSIGDEF);
+        err = posix_spawnattr_setflags(
+            &at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     if (!err)
         err = posix_spawnattr_setpgroup(&at, 0);
     if (!err)
@@ -129,7 +128,7 @@ int proc_spawn(egrun_cmd *c, int out_fd, int err_fd, int in_fd)
         err = posix_spawnattr_setsigdefault(&at, &dfl);
 
     if (!err) {
-        char *argv[] = { "sh", "-c", (char *)c->text, NULL };
+        char *argv[] = {"sh", "-c", (char *)c->text, NULL};
         pid_t pid;
         pthread_mutex_lock(&cmd_table_mu);
         err = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
@@ -250,7 +249,7 @@ static size_t list_children(pid_t *pids, pid_t *pgids, size_t cap)
 int proc_sweep(const egrun_cmd *cmds, int ncmds, int64_t grace_ns)
 {
     static pid_t pids[SWEEP_MAX], pgids[SWEEP_MAX];
-    static pid_t done[SWEEP_MAX];  /* already sent the stop signal */
+    static pid_t done[SWEEP_MAX]; /* already sent the stop signal */
     size_t ndone = 0;
     int swept = 0;
     int64_t now = eg_now();
@@ -261,8 +260,8 @@ int proc_sweep(const egrun_cmd *cmds, int ncmds, int64_t grace_ns)
         if (n == 0)
             break;
         now = eg_now();
-        bool kill_all = now >= deadline ||
-                        atomic_load_explicit(&g_kill_now, memory_order_relaxed);
+        bool kill_all =
+            now >= deadline || atomic_load_explicit(&g_kill_now, memory_order_relaxed);
         int sig = atomic_load_explicit(&g_stop_signal, memory_order_relaxed);
         for (size_t i = 0; i < n; i++) {
             bool seen = false;
@@ -285,9 +284,10 @@ int proc_sweep(const egrun_cmd *cmds, int ncmds, int64_t grace_ns)
         }
         /* Sleep until a child changes state, a signal comes, or 50 ms. */
         int64_t left = deadline - now;
-        int ms = left <= 0 ? 50 : left / EG_NSEC_PER_MSEC + 1 < 50
-                                   ? (int)(left / EG_NSEC_PER_MSEC + 1) : 50;
-        struct pollfd pfd = { .fd = sig_fd, .events = POLLIN };
+        int ms = left <= 0                          ? 50
+                 : left / EG_NSEC_PER_MSEC + 1 < 50 ? (int)(left / EG_NSEC_PER_MSEC + 1)
+                                                    : 50;
+        struct pollfd pfd = {.fd = sig_fd, .events = POLLIN};
         poll(&pfd, 1, ms);
         egrun_drain_signals();
     }

@@ -13,10 +13,14 @@
 const char *egrun_end_name(egrun_end e)
 {
     switch (e) {
-    case END_OK: return "ok";
-    case END_FAILED: return "failed";
-    case END_STOPPED: return "stopped";
-    case END_NEVER_STARTED: break;
+    case END_OK:
+        return "ok";
+    case END_FAILED:
+        return "failed";
+    case END_STOPPED:
+        return "stopped";
+    case END_NEVER_STARTED:
+        break;
     }
     return "never-started";
 }
@@ -34,10 +38,14 @@ static double duration(const egrun_cmd *c)
 static const char *reason_name(int code)
 {
     switch (atomic_load(&g_reason)) {
-    case REASON_FAILURE: return "failure";
-    case REASON_SUCCESS: return "success";
-    case REASON_SIGNAL: return "signal";
-    default: return code == EGRUN_EXIT_TIMEOUT ? "timeout" : "completed";
+    case REASON_FAILURE:
+        return "failure";
+    case REASON_SUCCESS:
+        return "success";
+    case REASON_SIGNAL:
+        return "signal";
+    default:
+        return code == EGRUN_EXIT_TIMEOUT ? "timeout" : "completed";
     }
 }
 
@@ -48,12 +56,10 @@ void report_summary(const egrun_cmd *cmds, int n, int code, int swept)
     const egrun_cmd *w = who > 0 ? &cmds[who - 1] : NULL;
     switch (atomic_load(&g_reason)) {
     case REASON_FAILURE:
-        snprintf(head, sizeof head, "%s failed first (status %d)", w->name,
-                 w->status);
+        snprintf(head, sizeof head, "%s failed first (status %d)", w->name, w->status);
         break;
     case REASON_SUCCESS:
-        snprintf(head, sizeof head, "%s succeeded first (--success first)",
-                 w->name);
+        snprintf(head, sizeof head, "%s succeeded first (--success first)", w->name);
         break;
     case REASON_SIGNAL:
         snprintf(head, sizeof head, "stopped by SIG%s",
@@ -78,8 +84,8 @@ void report_summary(const egrun_cmd *cmds, int n, int code, int swept)
         return;
     size_t o = 0;
     o += (size_t)snprintf(b + o, cap - o, "egrun: %s; exit %d\n", head, code);
-    o += (size_t)snprintf(b + o, cap - o, "  %3s  %-*s  %-26s %6s %10s\n", "#",
-                          width, "NAME", "RESULT", "STATUS", "TIME");
+    o += (size_t)snprintf(b + o, cap - o, "  %3s  %-*s  %-26s %6s %10s\n", "#", width,
+                          "NAME", "RESULT", "STATUS", "TIME");
     for (int i = 0; i < n && o < cap; i++) {
         const egrun_cmd *c = &cmds[i];
         char res[64], st[16];
@@ -107,13 +113,12 @@ void report_summary(const egrun_cmd *cmds, int n, int code, int swept)
             snprintf(t, sizeof t, "-");
         else
             snprintf(t, sizeof t, "%.3fs", duration(c));
-        o += (size_t)snprintf(b + o, cap - o, "  %3d  %-*s  %-26s %6s %10s\n",
-                              c->index, width, c->name, res, st, t);
+        o += (size_t)snprintf(b + o, cap - o, "  %3d  %-*s  %-26s %6s %10s\n", c->index,
+                              width, c->name, res, st, t);
     }
     if (swept > 0 && o < cap)
-        o += (size_t)snprintf(b + o, cap - o,
-                              "egrun: stopped %d leftover process%s\n", swept,
-                              swept == 1 ? "" : "es");
+        o += (size_t)snprintf(b + o, cap - o, "egrun: stopped %d leftover process%s\n",
+                              swept, swept == 1 ? "" : "es");
     out_write(2, b, o < cap ? o : cap - 1);
     free(b);
 }
@@ -210,15 +215,14 @@ void report_json(const egrun_cmd *cmds, int n, int code)
         else
             fputs(",\"status\":null", f);
         if (c->end != END_NEVER_STARTED && c->pid > 0 && WIFSIGNALED(c->wstatus))
-            fprintf(f, ",\"signal\":\"SIG%s\"",
-                    egrun_signal_name(WTERMSIG(c->wstatus)));
+            fprintf(f, ",\"signal\":\"SIG%s\"", egrun_signal_name(WTERMSIG(c->wstatus)));
         else
             fputs(",\"signal\":null", f);
         if (c->end == END_NEVER_STARTED)
             fputs(",\"pid\":null,\"start\":null,\"duration\":null}", f);
         else
-            fprintf(f, ",\"pid\":%d,\"start\":%.3f,\"duration\":%.3f}",
-                    (int)c->pid, secs(c->start_real_ns), duration(c));
+            fprintf(f, ",\"pid\":%d,\"start\":%.3f,\"duration\":%.3f}", (int)c->pid,
+                    secs(c->start_real_ns), duration(c));
     }
     fputs("]}\n", f);
     fclose(f);
