@@ -19,7 +19,7 @@
 
 /* The one place the version is set: CMakeLists.txt reads these three. */
 #define EG_VERSION_MAJOR 0
-#define EG_VERSION_MINOR 1
+#define EG_VERSION_MINOR 2
 #define EG_VERSION_PATCH 0
 #define EG_VERSION_HEX \
     ((EG_VERSION_MAJOR << 16) | (EG_VERSION_MINOR << 8) | EG_VERSION_PATCH)
