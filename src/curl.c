@@ -21,12 +21,14 @@
  *            zero-timeout epoll_wait says which, and curl_multi_socket_action
  *            runs each.
  *   polling  curl_multi_perform / curl_multi_poll with the context's fd
- *            (eg_ctx_fd) as an extra descriptor. A coroutine polls in
- *            CORO_POLL_MS slices and yields in between. Used where epoll is
- *            missing, when the epoll fd or the timerfd cannot be made
- *            (EMFILE, ENOMEM), and for the rest of a transfer whose
- *            eg_poll or epoll_ctl failed for another reason than the
- *            context (a context without an fd on a thread: EMFILE).
+ *            (eg_ctx_fd) as an extra descriptor; a coroutine instead runs
+ *            curl_multi_perform every CORO_POLL_MS, parked in eg_sleep in
+ *            between, so it never holds its carrier in a poll(2). Used
+ *            where epoll is missing, when the epoll fd or the timerfd
+ *            cannot be made (EMFILE, ENOMEM), and for the rest of a
+ *            transfer whose eg_poll or epoll_ctl failed for another reason
+ *            than the context (a context without an fd on a thread:
+ *            EMFILE).
  *
  * The multi handles are cached per thread, up to MULTI_CACHE of them, on a
  * free list (a thread-local head plus a pthread key whose destructor frees
@@ -40,8 +42,8 @@
  * theirs is parked, take other handles. Several handles rather than one
  * let a carrier's concurrent tasks each keep their connections between
  * sequential transfers; the bound keeps a thread's idle connections and
- * descriptors few. Started coroutines never move to another thread, so the
- * handle goes back to the list it came from.
+ * descriptors few. A handle is owned by its transfer alone, so it may go
+ * back to another thread's list than the one it came from.
  *
  * A multi handle's epoll set mirrors what libcurl asked for through the
  * socket callback for as long as the handle lives (also between
@@ -76,7 +78,7 @@
  * EMFILE): poll curl for this long, then check eg_ctx_err. This bounds how
  * late a cancellation is noticed. */
 #define FALLBACK_POLL_MS 1
-/* On a coroutine, polling: the longest curl_multi_poll between two yields. */
+/* On a coroutine, polling: the pause between two curl_multi_perform. */
 #define CORO_POLL_MS 1
 /* Idle multi handles kept per thread. */
 #define MULTI_CACHE 4
@@ -295,18 +297,14 @@ static bool transfer_done(CURLM *multi, CURL *easy, CURLcode *rc)
 /* Polling: sleeps until curl has work or ctx may be done. done_fd is
  * eg_ctx_fd(ctx): the fd, -EINVAL when ctx can never be done, or another
  * error (then poll briefly and let the caller check eg_ctx_err). */
-static CURLMcode wait_for_work(CURLM *multi, int done_fd)
+static CURLMcode wait_for_work(eg_ctx *ctx, CURLM *multi, int done_fd)
 {
     if (eg_task_executor() == EG_EXEC_CORO) {
-        /* On a coroutine a long curl_multi_poll would hold the carrier and
-         * every coroutine parked on it: poll in short slices and let the
-         * carrier run its other tasks in between. */
-        struct curl_waitfd extra = {
-            .fd = done_fd, .events = CURL_WAIT_POLLIN, .revents = 0};
-        CURLMcode mc = curl_multi_poll(multi, done_fd >= 0 ? &extra : NULL,
-                                       done_fd >= 0 ? 1 : 0, CORO_POLL_MS, NULL);
-        eg_yield();
-        return mc;
+        /* On a coroutine a curl_multi_poll that sleeps would hold the
+         * carrier and every coroutine parked on it: sleep parked instead,
+         * and let the next curl_multi_perform find what arrived. */
+        eg_sleep(ctx, CORO_POLL_MS * EG_NSEC_PER_MSEC);
+        return CURLM_OK;
     }
     if (done_fd >= 0) {
         struct curl_waitfd extra = {
@@ -337,7 +335,7 @@ static CURLcode drive_polling(eg_ctx *ctx, CURLM *multi, CURL *easy)
         if (running == 0)
             return CURLE_FAILED_INIT; /* not running, yet no result: never
                                          seen; do not spin on it */
-        mc = wait_for_work(multi, done_fd);
+        mc = wait_for_work(ctx, multi, done_fd);
         if (mc != CURLM_OK)
             return easy_code(mc);
     }

@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
 
 #include "testutil.h"
 
@@ -21,6 +23,21 @@
 
 /* Present only in a library built with EG_FAULT_INJECTION. */
 #pragma weak eg_fault_set
+
+/* timerfd_create for the adapter (the core library never calls it): fails
+ * with EMFILE while timerfd_fail is set, to take the adapter's fallback. */
+static atomic_bool timerfd_fail;
+static atomic_int timerfd_failed;
+
+__attribute__((visibility("default"))) int timerfd_create(int clockid, int flags)
+{
+    if (atomic_load(&timerfd_fail)) {
+        atomic_fetch_add(&timerfd_failed, 1);
+        errno = EMFILE;
+        return -1;
+    }
+    return (int)syscall(SYS_timerfd_create, clockid, flags);
+}
 
 /* ---- the loopback server ---------------------------------------------- */
 
@@ -38,9 +55,9 @@ struct server {
 
     pthread_mutex_t mu; /* guards the counters below */
     pthread_cond_t cond;
-    int accepted;  /* connections accepted */
-    int requests;  /* complete request headers received */
-    int eofs;      /* connections the client closed (recv returned 0) */
+    int accepted; /* connections accepted */
+    int requests; /* complete request headers received */
+    int eofs;     /* connections the client closed (recv returned 0) */
 };
 
 static const char ok_response[] = "HTTP/1.1 200 OK\r\n"
@@ -144,7 +161,7 @@ static int loopback_socket(bool listening, int *port)
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     if (listening)
-        assert_int_equal(listen(fd, 64), 0);
+        assert_int_equal(listen(fd, 1024), 0);
     socklen_t sl = sizeof sa;
     assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
     *port = ntohs(sa.sin_port);
@@ -392,7 +409,11 @@ static int fetch_task(eg_ctx *ctx, void *arg)
 static int fail_after_request(eg_ctx *ctx, void *arg)
 {
     struct server *s = arg;
-    server_wait(s, &s->requests, 1); /* the sibling's transfer is running */
+    /* Until the sibling's transfer is running. Waiting in eg_sleep, not in
+     * server_wait: a coroutine blocked in pthread_cond_wait would hold the
+     * thread that must resume the sibling to send its request. */
+    while (server_get(s, &s->requests) < 1)
+        eg_sleep(ctx, 50 * EG_NSEC_PER_USEC);
     return eg_errorf(-EIO, "backend: HTTP 500");
 }
 
@@ -487,8 +508,8 @@ static void test_nested_call(void **state)
 {
     struct server s;
     server_start(&s, SERVER_OK);
-    struct nested n = {.ctx = eg_with_cancel(NULL), .port = s.port,
-                       .inner_rc = CURLE_FAILED_INIT};
+    struct nested n = {
+        .ctx = eg_with_cancel(NULL), .port = s.port, .inner_rc = CURLE_FAILED_INIT};
     CURL *outer = easy_for(s.port, NULL);
     curl_easy_setopt(outer, CURLOPT_WRITEFUNCTION, nested_write);
     curl_easy_setopt(outer, CURLOPT_WRITEDATA, &n);
@@ -546,12 +567,384 @@ static void test_no_ctx_fd(void **state)
     server_stop(&ok);
 }
 
+/* ---- many connections at once ------------------------------------------- */
+
+/* A server of many concurrent connections on its own thread (poll(2) over
+ * all of them). GATHER holds every answer until `hold` requests have
+ * arrived, so a test that completes proves that many transfers were in
+ * flight at once; SILENT never answers and counts the clients' closes. */
+enum { MSERVER_CONNS = 1024 };
+
+struct mserver {
+    struct server s; /* mode, port, stop pipe and counters as above */
+    int hold;
+    int fds[MSERVER_CONNS];
+    bool answered[MSERVER_CONNS];
+    size_t lens[MSERVER_CONNS];
+    char bufs[MSERVER_CONNS][1024];
+};
+
+static void mserver_answer(struct mserver *m, int i)
+{
+    ssize_t n = send(m->fds[i], ok_response, sizeof ok_response - 1, MSG_NOSIGNAL);
+    (void)n;
+    m->answered[i] = true;
+}
+
+static void mserver_close(struct mserver *m, int i)
+{
+    close(m->fds[i]);
+    m->fds[i] = -1;
+}
+
+/* Reads what arrived on connection i; its request may now be complete. */
+static void mserver_read(struct mserver *m, int i)
+{
+    struct server *s = &m->s;
+    size_t room = sizeof m->bufs[i] - m->lens[i];
+    ssize_t n = recv(m->fds[i], m->bufs[i] + m->lens[i], room, 0);
+    if (n <= 0 || (size_t)n == room) {
+        if (s->mode == SERVER_SILENT && n <= 0)
+            server_count(s, &s->eofs);
+        mserver_close(m, i);
+        return;
+    }
+    bool had = memmem(m->bufs[i], m->lens[i], "\r\n\r\n", 4) != NULL;
+    m->lens[i] += (size_t)n;
+    if (had || !memmem(m->bufs[i], m->lens[i], "\r\n\r\n", 4))
+        return;
+    server_count(s, &s->requests);
+    if (s->mode != SERVER_OK)
+        return;
+    if (server_get(s, &s->requests) < m->hold)
+        return;
+    for (int j = 0; j < MSERVER_CONNS; j++) {
+        if (m->fds[j] >= 0 && !m->answered[j] &&
+            memmem(m->bufs[j], m->lens[j], "\r\n\r\n", 4)) {
+            mserver_answer(m, j);
+            mserver_close(m, j);
+        }
+    }
+}
+
+static void *mserver_main(void *arg)
+{
+    struct mserver *m = arg;
+    struct server *s = &m->s;
+    static _Thread_local struct pollfd p[MSERVER_CONNS + 2];
+    int map[MSERVER_CONNS + 2];
+    for (;;) {
+        nfds_t n = 0;
+        p[n++] = (struct pollfd){.fd = s->stop_pipe[0], .events = POLLIN};
+        p[n++] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
+        for (int i = 0; i < MSERVER_CONNS; i++) {
+            if (m->fds[i] >= 0) {
+                map[n] = i;
+                p[n++] = (struct pollfd){.fd = m->fds[i], .events = POLLIN};
+            }
+        }
+        if (poll(p, n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            abort();
+        }
+        if (p[0].revents)
+            break;
+        for (nfds_t k = 2; k < n; k++) {
+            if (p[k].revents)
+                mserver_read(m, map[k]);
+        }
+        if (p[1].revents) {
+            int fd = accept(s->listen_fd, NULL, NULL);
+            int i = 0;
+            while (fd >= 0 && i < MSERVER_CONNS && m->fds[i] >= 0)
+                i++;
+            if (fd >= 0 && i == MSERVER_CONNS)
+                abort(); /* more connections than the test makes */
+            if (fd >= 0) {
+                m->fds[i] = fd;
+                m->lens[i] = 0;
+                m->answered[i] = false;
+                server_count(s, &s->accepted);
+            }
+        }
+    }
+    for (int i = 0; i < MSERVER_CONNS; i++) {
+        if (m->fds[i] >= 0)
+            mserver_close(m, i);
+    }
+    return NULL;
+}
+
+/* SERVER_OK answers once hold requests have arrived (then each at once);
+ * SERVER_SILENT never. */
+static struct mserver *mserver_start(enum server_mode mode, int hold)
+{
+    struct mserver *m = calloc(1, sizeof *m);
+    assert_non_null(m);
+    struct server *s = &m->s;
+    s->mode = mode;
+    m->hold = hold;
+    for (int i = 0; i < MSERVER_CONNS; i++)
+        m->fds[i] = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    assert_int_equal(pipe(s->stop_pipe), 0);
+    s->listen_fd = loopback_socket(true, &s->port);
+    assert_int_equal(pthread_create(&s->thread, NULL, mserver_main, m), 0);
+    return m;
+}
+
+static void mserver_stop(struct mserver *m)
+{
+    server_stop(&m->s);
+    free(m);
+}
+
+/* A group whose tasks run on executor e. */
+static eg_group *group_on(eg_ctx *parent, eg_executor e)
+{
+    eg_group *g = eg_group_new(parent);
+    assert_non_null(g);
+    assert_int_equal(eg_group_set_executor(g, e), 0);
+    return g;
+}
+
+enum { CONCURRENT = 200 };
+
+struct conc {
+    int port;
+    atomic_bool *cancelled; /* set just before the test cancels */
+    atomic_int *progress;   /* xferinfo calls of every transfer */
+    CURLcode rc;
+    bool ended_after_cancel;
+    struct body body;
+};
+
+static int count_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+                          curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    atomic_fetch_add((atomic_int *)arg, 1);
+    return 0;
+}
+
+static int conc_task(eg_ctx *ctx, void *arg)
+{
+    struct conc *c = arg;
+    CURL *easy = easy_for(c->port, &c->body);
+    if (c->progress) {
+        curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, count_progress);
+        curl_easy_setopt(easy, CURLOPT_XFERINFODATA, c->progress);
+    }
+    c->rc = eg_curl_perform(ctx, easy);
+    c->ended_after_cancel = c->cancelled && atomic_load(c->cancelled);
+    curl_easy_cleanup(easy);
+    return eg_curl_err(ctx, c->rc);
+}
+
+/* Many coroutines in eg_curl_perform at once: the server answers none of
+ * them before it has every request. */
+static void test_coro_many_concurrent(void **state)
+{
+    struct mserver *m = mserver_start(SERVER_OK, CONCURRENT);
+    struct conc *c = calloc(CONCURRENT, sizeof *c);
+    eg_group *g = group_on(NULL, EG_EXEC_CORO);
+    for (int i = 0; i < CONCURRENT; i++) {
+        c[i].port = m->s.port;
+        assert_int_equal(eg_go(g, conc_task, &c[i]), 0);
+    }
+    assert_int_equal(eg_wait(g), 0);
+    for (int i = 0; i < CONCURRENT; i++) {
+        assert_int_equal(c[i].rc, CURLE_OK);
+        assert_string_equal(c[i].body.data, "hello");
+    }
+    assert_int_equal(server_get(&m->s, &m->s.requests), CONCURRENT);
+    eg_group_free(g);
+    free(c);
+    mserver_stop(m);
+    assert_live_back_to(0);
+}
+
+/* Starts n silent transfers on executor e in a group under *parent and
+ * waits until the server has every request. */
+static eg_group *start_silent(struct mserver *m, struct conc *c, int n, eg_executor e,
+                              eg_ctx **parent, atomic_bool *cancelled,
+                              atomic_int *progress)
+{
+    *parent = eg_with_cancel(NULL);
+    eg_group *g = group_on(*parent, e);
+    for (int i = 0; i < n; i++) {
+        c[i] = (struct conc){
+            .port = m->s.port, .cancelled = cancelled, .progress = progress};
+        assert_int_equal(eg_go(g, conc_task, &c[i]), 0);
+    }
+    server_wait(&m->s, &m->s.requests, n);
+    return g;
+}
+
+/* Cancels the group of start_silent and checks that the cancel, and
+ * nothing else, ended every transfer, each closing its connection. */
+static void cancel_silent(struct mserver *m, struct conc *c, int n, eg_group *g,
+                          eg_ctx *parent, atomic_bool *cancelled)
+{
+    atomic_store(cancelled, true);
+    eg_cancel(parent, 0);
+    assert_int_equal(eg_wait(g), -ECANCELED);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(c[i].rc, CURLE_ABORTED_BY_CALLBACK);
+        assert_true(c[i].ended_after_cancel);
+    }
+    server_wait(&m->s, &m->s.eofs, n);
+    eg_group_free(g);
+    eg_ctx_release(parent);
+}
+
+/* A cancel ends all the parked transfers: the server never answers, so
+ * only the cancel can have ended them, and none ended before it. */
+static void test_coro_cancel_all(void **state)
+{
+    struct mserver *m = mserver_start(SERVER_SILENT, 0);
+    struct conc *c = calloc(CONCURRENT, sizeof *c);
+    atomic_bool cancelled = false;
+    eg_ctx *parent;
+    eg_group *g = start_silent(m, c, CONCURRENT, EG_EXEC_CORO, &parent, &cancelled, NULL);
+    cancel_silent(m, c, CONCURRENT, g, parent, &cancelled);
+    free(c);
+    mserver_stop(m);
+    assert_live_back_to(0);
+}
+
+/* Coroutines parked in eg_curl_perform leave their carriers to others: a
+ * sibling that yields YIELDS times meanwhile sees fewer than YIELDS runs of
+ * the waiting transfers in all (libcurl calls the progress callback each
+ * time it runs one; a transfer that polled in slices would run once per
+ * slice, that is per yield of the sibling on its carrier). */
+enum { PARKED = 50, YIELDS = 2000 };
+
+struct yielder {
+    atomic_int *progress;
+    int before, after;
+    atomic_int done;
+};
+
+static int yield_task(eg_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    struct yielder *y = arg;
+    y->before = atomic_load(y->progress);
+    for (int i = 0; i < YIELDS; i++)
+        eg_yield();
+    y->after = atomic_load(y->progress);
+    atomic_store(&y->done, 1);
+    return 0;
+}
+
+static void test_coro_parked_transfers_idle(void **state)
+{
+    struct mserver *m = mserver_start(SERVER_SILENT, 0);
+    struct conc c[PARKED];
+    atomic_bool cancelled = false;
+    atomic_int progress = 0;
+    eg_ctx *parent;
+    eg_group *g =
+        start_silent(m, c, PARKED, EG_EXEC_CORO, &parent, &cancelled, &progress);
+
+    struct yielder y = {.progress = &progress};
+    assert_int_equal(eg_go(g, yield_task, &y), 0);
+    assert_true(wait_for_int(&y.done, 1));
+    assert_true(y.after - y.before < YIELDS);
+
+    cancel_silent(m, c, PARKED, g, parent, &cancelled);
+    mserver_stop(m);
+    assert_live_back_to(0);
+}
+
+/* libcurl's own timeout comes from its timer (CURLMOPT_TIMERFUNCTION). */
+static int curl_timeout_task(eg_ctx *ctx, void *arg)
+{
+    struct conc *c = arg;
+    CURL *easy = easy_for(c->port, NULL);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 50L);
+    c->rc = eg_curl_perform(ctx, easy);
+    curl_easy_cleanup(easy);
+    return 0;
+}
+
+static void curl_timeout_on(eg_executor e)
+{
+    struct mserver *m = mserver_start(SERVER_SILENT, 0);
+    struct conc c = {.port = m->s.port};
+    eg_ctx *ctx = eg_with_cancel(NULL);
+    eg_group *g = group_on(ctx, e);
+    assert_int_equal(eg_go(g, curl_timeout_task, &c), 0);
+    assert_int_equal(eg_wait(g), 0);
+    assert_int_equal(c.rc, CURLE_OPERATION_TIMEDOUT);
+    assert_int_equal(eg_curl_err(ctx, c.rc), -ETIMEDOUT);
+    assert_int_equal(eg_ctx_err(ctx), 0);
+    server_wait(&m->s, &m->s.eofs, 1);
+    eg_group_free(g);
+    eg_ctx_release(ctx);
+    mserver_stop(m);
+}
+
+static void test_curl_timeout(void **state)
+{
+    curl_timeout_on(EG_EXEC_THREADS);
+    curl_timeout_on(EG_EXEC_CORO);
+}
+
+/* Without a timerfd (EMFILE) new multi handles poll: transfers still work,
+ * time out and end on a cancel. A fresh thread has no cached handle; of
+ * many concurrent coroutines, those beyond the carriers' cached handles
+ * need a new one. */
+static void *ok_transfer_thread(void *arg)
+{
+    struct conc *c = arg;
+    conc_task(eg_background(), c);
+    return NULL;
+}
+
+static void fallback_on(eg_executor e, int n)
+{
+    struct mserver *m = mserver_start(SERVER_OK, 1);
+    struct conc ok = {.port = m->s.port};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ok_transfer_thread, &ok), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(ok.rc, CURLE_OK);
+    assert_string_equal(ok.body.data, "hello");
+    mserver_stop(m);
+
+    curl_timeout_on(e);
+
+    m = mserver_start(SERVER_SILENT, 0);
+    struct conc *c = calloc((size_t)n, sizeof *c);
+    atomic_bool cancelled = false;
+    eg_ctx *parent;
+    eg_group *g = start_silent(m, c, n, e, &parent, &cancelled, NULL);
+    cancel_silent(m, c, n, g, parent, &cancelled);
+    free(c);
+    mserver_stop(m);
+}
+
+static void test_no_timerfd(void **state)
+{
+    atomic_store(&timerfd_fail, true);
+    int before = atomic_load(&timerfd_failed);
+    fallback_on(EG_EXEC_THREADS, 4);
+    fallback_on(EG_EXEC_CORO, 16);
+    atomic_store(&timerfd_fail, false);
+    assert_true(atomic_load(&timerfd_failed) > before);
+    assert_live_back_to(0);
+}
+
 static void test_bad_arguments(void **state)
 {
     CURL *easy = curl_easy_init();
     assert_int_equal(eg_curl_perform(NULL, easy), CURLE_BAD_FUNCTION_ARGUMENT);
-    assert_int_equal(eg_curl_perform(eg_background(), NULL),
-                     CURLE_BAD_FUNCTION_ARGUMENT);
+    assert_int_equal(eg_curl_perform(eg_background(), NULL), CURLE_BAD_FUNCTION_ARGUMENT);
     curl_easy_cleanup(easy);
 }
 
@@ -560,14 +953,12 @@ static void test_err_mapping(void **state)
     assert_int_equal(eg_curl_err(NULL, CURLE_OK), 0);
     assert_int_equal(eg_curl_err(NULL, CURLE_OPERATION_TIMEDOUT), -ETIMEDOUT);
     assert_int_equal(eg_curl_err(NULL, CURLE_COULDNT_CONNECT), -ECONNREFUSED);
-    assert_int_equal(eg_curl_err(NULL, CURLE_COULDNT_RESOLVE_HOST),
-                     -EHOSTUNREACH);
+    assert_int_equal(eg_curl_err(NULL, CURLE_COULDNT_RESOLVE_HOST), -EHOSTUNREACH);
     assert_int_equal(eg_curl_err(NULL, CURLE_OUT_OF_MEMORY), -ENOMEM);
     assert_int_equal(eg_curl_err(NULL, CURLE_RECV_ERROR), -EIO);
     assert_int_equal(eg_curl_err(NULL, CURLE_HTTP_RETURNED_ERROR), -EIO);
     /* Aborted by a callback of the caller's while ctx is live. */
-    assert_int_equal(eg_curl_err(eg_background(), CURLE_ABORTED_BY_CALLBACK),
-                     -ECANCELED);
+    assert_int_equal(eg_curl_err(eg_background(), CURLE_ABORTED_BY_CALLBACK), -ECANCELED);
     assert_int_equal(eg_curl_err(NULL, CURLE_ABORTED_BY_CALLBACK), -ECANCELED);
 }
 
@@ -587,6 +978,11 @@ int main(void)
         EG_TEST(test_many_transfers),
         EG_TEST(test_nested_call),
         EG_TEST(test_no_ctx_fd),
+        EG_TEST(test_coro_many_concurrent),
+        EG_TEST(test_coro_cancel_all),
+        EG_TEST(test_coro_parked_transfers_idle),
+        EG_TEST(test_curl_timeout),
+        EG_TEST(test_no_timerfd),
         EG_TEST(test_bad_arguments),
         EG_TEST(test_err_mapping),
     };
