@@ -10,12 +10,22 @@
  * never calls either. Set CURLOPT_NOSIGNAL on easy handles used from
  * several threads, as libcurl advises.
  *
- * Each thread that calls eg_curl_perform keeps one libcurl multi handle
- * (freed when the thread exits), so sequential transfers on a thread reuse
- * connections as curl_easy_perform does. Tasks of a group run on pool
- * threads: an idle connection may stay open in a pool thread until it
- * exits (the pool's idle timeout); send "Connection: close" or set
- * CURLOPT_FORBID_REUSE where that matters. CURLOPT_SHARE works as usual.
+ * Each thread that calls eg_curl_perform keeps up to four idle libcurl
+ * multi handles (freed when the thread exits), so sequential transfers on a
+ * thread reuse connections as curl_easy_perform does; a transfer takes one
+ * for itself, so concurrent transfers on one thread (coroutines sharing a
+ * carrier thread, a nested call) each have their own, and at most four of
+ * those handles, with their connections, are kept when they end. Tasks of
+ * a group run on pool or carrier threads: an idle connection may stay open
+ * there until the thread exits or the server closes it; send
+ * "Connection: close" or set CURLOPT_FORBID_REUSE where that matters.
+ * CURLOPT_SHARE works as usual.
+ *
+ * On Linux a transfer waits with eg_poll() on an epoll set of libcurl's
+ * sockets and timer (libcurl's multi-socket interface): on the coroutine
+ * executor a waiting transfer is parked and leaves its carrier to other
+ * tasks. Elsewhere, and when the epoll set cannot be made (EMFILE), it
+ * polls libcurl (on a coroutine every millisecond, parked in between).
  */
 #ifndef EG_CURL_H
 #define EG_CURL_H
@@ -32,8 +42,8 @@ extern "C" {
  * eg_curl_perform() - curl_easy_perform that listens to a context
  *
  * Performs the transfer set up on easy, like curl_easy_perform(3), on the
- * calling thread, and aborts it within about a millisecond once ctx is
- * done (the connection is closed). A transfer that finished as ctx became
+ * calling thread (or coroutine), and aborts it as soon as ctx is done
+ * (within about a millisecond where it polls; the connection is closed). A transfer that finished as ctx became
  * done reports its own result. It may be called from a curl callback of
  * another transfer.
  *
@@ -42,8 +52,8 @@ extern "C" {
  * not started): eg_curl_err() tells why; CURLE_BAD_FUNCTION_ARGUMENT for
  * NULL arguments; CURLE_OUT_OF_MEMORY when no multi handle could be made.
  * Blocks: For the transfer, until ctx is done.
- * Thread-safety: Any thread; each thread keeps its own multi handle (freed
- * when the thread exits). curl_global_init() must have been called.
+ * Thread-safety: Any thread; each thread keeps its own idle multi handles
+ * (freed when the thread exits). curl_global_init() must have been called.
  * Ownership: easy stays the caller's and reusable: it is in no multi
  * handle when this returns, and must not be in one of the caller's.
  * NULL: ctx or easy NULL returns CURLE_BAD_FUNCTION_ARGUMENT.
