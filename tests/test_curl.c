@@ -116,7 +116,13 @@ static void server_conn(struct server *s, int fd)
         if (!server_poll(s, fd) || len == sizeof buf)
             return;
         ssize_t n = recv(fd, buf + len, sizeof buf - len, 0);
-        if (n <= 0)
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            /* Closed before its request was complete: a deadline may pass
+             * before the client has sent it. */
+            server_count(s, &s->eofs);
+            return;
+        }
+        if (n < 0)
             return;
         len += (size_t)n;
     }
