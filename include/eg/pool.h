@@ -78,8 +78,9 @@ EG_EXPORT void eg_yield(void);
 /**
  * eg_task_executor() - what runs the calling task
  *
- * For adapters that must not block a carrier in foreign code (eg/curl.h
- * polls libcurl in short slices on a coroutine).
+ * For adapters that must not block a carrier in foreign code (eg/curl.h,
+ * where it cannot wait on its epoll set, polls libcurl in short slices
+ * parked in eg_sleep on a coroutine).
  *
  * Returns: EG_EXEC_CORO on a coroutine of the coroutine executor;
  *   EG_EXEC_THREADS anywhere else (a pool thread, any thread of the program).
