@@ -43,6 +43,7 @@
 #endif
 
 #include "exec.h"
+#include "list.h"
 
 enum { K_BACKGROUND, K_CANCEL, K_VALUE, K_WITHOUT };
 
@@ -298,7 +299,7 @@ void eg_cancel(eg_ctx *ctx, int cause)
 
 static void on_deadline(eg__timer *t)
 {
-    eg_ctx *c = (eg_ctx *)((char *)t - offsetof(eg_ctx, timer));
+    eg_ctx *c = EG__CONTAINER_OF(t, eg_ctx, timer);
     eg__coro_batch_begin();
     do_cancel(c, -ETIMEDOUT, c->deadline_cause);
     eg__coro_batch_end();
@@ -319,6 +320,54 @@ static eg_ctx *ctx_alloc(eg_ctx *parent, int kind)
     return c;
 }
 
+/* Links c, not yet visible to anyone, into the children of its parent's
+ * canceller under that one's lock, or makes c done with its error when it
+ * is done already. c's own fields need no lock here. */
+static void link_to_parent(eg_ctx *c, eg_ctx *parent)
+{
+    eg_ctx *a = parent->canceller;
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    int perr = atomic_load_explicit(&a->err, memory_order_relaxed);
+    if (perr) {
+        c->cause = a->cause;
+        atomic_store_explicit(&c->err, perr, memory_order_relaxed);
+    } else {
+        c->attach = a;
+        c->linked = true;
+        c->sib_next = a->children;
+        if (a->children)
+            a->children->sib_prev = c;
+        a->children = c;
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Cancels c now if its deadline has passed, else arms its timer. Returns 0,
+ * or the error of eg__timer_add (c is not armed then). */
+static int arm_deadline(eg_ctx *c)
+{
+    if (c->deadline <= eg_now()) {
+        do_cancel(c, -ETIMEDOUT, c->deadline_cause);
+        return 0;
+    }
+    /* c is linked: a cancelling parent may run do_cancel(c) now. Arm under
+     * c's lock (context lock -> timer lock), so do_cancel either sees
+     * has_timer and disarms, or ran before and we do not arm. */
+    int rc = 0;
+    pthread_mutex_lock(&c->mu);
+    if (!atomic_load_explicit(&c->err, memory_order_relaxed)) {
+        c->timer.when = c->deadline;
+        c->has_timer = true;
+        rc = eg__timer_add(&c->timer);
+        if (rc < 0)
+            c->has_timer = false;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
 static eg_ctx *new_cancel(eg_ctx *parent, int64_t deadline, int cause)
 {
     if (!parent)
@@ -337,50 +386,11 @@ static eg_ctx *new_cancel(eg_ctx *parent, int64_t deadline, int cause)
         c->deadline = deadline;
         c->deadline_cause = cause ? cause : -ETIMEDOUT;
     }
-
-    /* Link under the attach's lock, or inherit its end state. No one else
-     * can see c yet, so c's own fields need no lock here. */
-    eg_ctx *a = parent->canceller;
-    if (a) {
-        pthread_mutex_lock(&a->mu);
-        int perr = atomic_load_explicit(&a->err, memory_order_relaxed);
-        if (perr) {
-            c->cause = a->cause;
-            atomic_store_explicit(&c->err, perr, memory_order_relaxed);
-        } else {
-            c->attach = a;
-            c->linked = true;
-            c->sib_next = a->children;
-            if (a->children)
-                a->children->sib_prev = c;
-            a->children = c;
-        }
-        pthread_mutex_unlock(&a->mu);
-    }
-
-    if (own_deadline && !atomic_load_explicit(&c->err, memory_order_relaxed)) {
-        if (deadline <= eg_now()) {
-            do_cancel(c, -ETIMEDOUT, c->deadline_cause);
-        } else {
-            /* c is linked: a cancelling parent may run do_cancel(c) now.
-             * Arm under c's lock (context lock -> timer lock), so do_cancel
-             * either sees has_timer and disarms, or ran before and we do
-             * not arm. */
-            int rc = 0;
-            pthread_mutex_lock(&c->mu);
-            if (!atomic_load_explicit(&c->err, memory_order_relaxed)) {
-                c->timer.when = deadline;
-                c->has_timer = true;
-                rc = eg__timer_add(&c->timer);
-                if (rc < 0)
-                    c->has_timer = false;
-            }
-            pthread_mutex_unlock(&c->mu);
-            if (rc < 0) {
-                eg_ctx_release(c);
-                return NULL;
-            }
-        }
+    link_to_parent(c, parent);
+    if (own_deadline && !atomic_load_explicit(&c->err, memory_order_relaxed) &&
+        arm_deadline(c) < 0) {
+        eg_ctx_release(c);
+        return NULL;
     }
     return c;
 }
@@ -616,7 +626,7 @@ static void after_put(eg_after *a)
 
 static void after_run(eg__task *t)
 {
-    eg_after *a = (eg_after *)((char *)t - offsetof(eg_after, task));
+    eg_after *a = EG__CONTAINER_OF(t, eg_after, task);
     a->fn(a->arg);
     after_put(a);
 }
@@ -638,7 +648,7 @@ static void after_fire(eg_after *a)
 
 static void after_wake(eg__waiter *w)
 {
-    after_fire((eg_after *)((char *)w - offsetof(eg_after, waiter)));
+    after_fire(EG__CONTAINER_OF(w, eg_after, waiter));
 }
 
 eg_after *eg_after_func(eg_ctx *ctx, void (*fn)(void *), void *arg)
