@@ -43,7 +43,6 @@
 #endif
 
 #include "exec.h"
-#include "list.h"
 
 enum { K_BACKGROUND, K_CANCEL, K_VALUE, K_WITHOUT };
 
@@ -65,8 +64,9 @@ struct eg_ctx {
     atomic_int nwait; /* eg_ctx_wait sleepers on err (eg__futex_wait) */
     eg_ctx *attach; /* whose children list holds this one */
     bool linked;    /* in attach->children; guarded by attach->mu */
-    eg_ctx *children, *sib_prev, *sib_next;
-    eg__waiter *waiters;
+    eg__link sib;   /* in attach->children */
+    eg__list children; /* of eg_ctx, through sib */
+    eg__list waiters;  /* of eg__waiter, through link */
     int fd, wfd; /* eg_ctx_fd: eventfd (wfd == fd) or pipe; -1 until asked */
     bool has_timer;
     int deadline_cause;
@@ -99,12 +99,7 @@ static eg_ctx *ctx_destroy(eg_ctx *c)
         if (a) {
             pthread_mutex_lock(&a->mu);
             if (c->linked) {
-                if (c->sib_prev)
-                    c->sib_prev->sib_next = c->sib_next;
-                else
-                    a->children = c->sib_next;
-                if (c->sib_next)
-                    c->sib_next->sib_prev = c->sib_prev;
+                eg__list_unlink(&a->children, &c->sib);
                 c->linked = false;
             }
             pthread_mutex_unlock(&a->mu);
@@ -206,27 +201,24 @@ static void mark_done_locked(eg_ctx *c, int err, int cause)
      * and does not touch c's list; the walk's reference keeps it alive (a
      * child whose count already reached zero is being destroyed and has no
      * descendants: it is skipped). */
-    /* In the order of the children list (newest first), as before. */
+    /* Newest first, children and waiters alike. */
     eg_ctx **tail = &c->walk;
-    for (eg_ctx *ch = c->children, *next; ch; ch = next) {
-        next = ch->sib_next;
+    eg__link *l;
+    while ((l = eg__list_pop_last(&c->children))) {
+        eg_ctx *ch = EG__CONTAINER_OF(l, eg_ctx, sib);
         ch->linked = false;
-        ch->sib_prev = ch->sib_next = NULL;
         if (ctx_try_retain(ch)) {
             *tail = ch;
             tail = &ch->cancel_next;
         }
     }
     *tail = NULL;
-    c->children = NULL;
 
-    for (eg__waiter *w = c->waiters, *next; w; w = next) {
-        next = w->next;
+    while ((l = eg__list_pop_last(&c->waiters))) {
+        eg__waiter *w = EG__CONTAINER_OF(l, eg__waiter, link);
         w->linked = 0;
-        w->next = w->prev = NULL;
         w->wake(w);
     }
-    c->waiters = NULL;
 
     /* The fence orders the store of err before the load of nwait; it pairs
      * with sleep_on_err's increment then load of err (Dekker): either the
@@ -336,10 +328,7 @@ static void link_to_parent(eg_ctx *c, eg_ctx *parent)
     } else {
         c->attach = a;
         c->linked = true;
-        c->sib_next = a->children;
-        if (a->children)
-            a->children->sib_prev = c;
-        a->children = c;
+        eg__list_push(&a->children, &c->sib);
     }
     pthread_mutex_unlock(&a->mu);
 }
@@ -518,11 +507,7 @@ int eg__ctx_watch(eg_ctx *ctx, eg__waiter *w)
     pthread_mutex_lock(&c->mu);
     int err = atomic_load_explicit(&c->err, memory_order_relaxed);
     if (!err) {
-        w->prev = NULL;
-        w->next = c->waiters;
-        if (c->waiters)
-            c->waiters->prev = w;
-        c->waiters = w;
+        eg__list_push(&c->waiters, &w->link);
         w->linked = 1;
     }
     pthread_mutex_unlock(&c->mu);
@@ -537,12 +522,7 @@ bool eg__ctx_unwatch(eg_ctx *ctx, eg__waiter *w)
     pthread_mutex_lock(&c->mu);
     bool was = w->linked;
     if (was) {
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            c->waiters = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
+        eg__list_unlink(&c->waiters, &w->link);
         w->linked = 0;
     }
     pthread_mutex_unlock(&c->mu);

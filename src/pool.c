@@ -83,18 +83,18 @@
 typedef struct worker worker;
 struct worker {
     pthread_cond_t cond;
-    worker *next; /* in P.sleepers */
+    eg__link link; /* in P.sleepers */
     bool signaled;
 };
 
 static struct {
     pthread_mutex_t mu;
     eg__queue shared;
-    eg__queue *ready_head, *ready_tail;
+    eg__list ready; /* of eg__queue, through ready_link */
     int queued;
     atomic_int queued_hint; /* mirror of queued for spinners' unlocked peek */
     int threads, running, spinning, signaled;
-    worker *sleepers;
+    eg__list sleepers; /* of worker; the newest is woken first */
     int max_spinners;
     bool configured;
     eg_pool_config cfg;
@@ -243,8 +243,8 @@ int eg_pool_configure(const eg_pool_config *cfg)
         P.cfg.stall_warning = cfg->stall_warning;
     /* Sleepers re-read the timeout when woken: wake them so a shorter one
      * takes effect now. */
-    for (worker *w = P.sleepers; w; w = w->next)
-        pthread_cond_signal(&w->cond);
+    for (eg__link *l = P.sleepers.head; l; l = l->next)
+        pthread_cond_signal(&EG__CONTAINER_OF(l, worker, link)->cond);
     pthread_mutex_unlock(&P.mu);
     return 0;
 }
@@ -277,52 +277,41 @@ void eg_pool_get_stats(eg_pool_stats *st)
 
 /* ---- queues (all under P.mu) ------------------------------------------- */
 
+/* The oldest task of q, or NULL. */
+static eg__task *queue_head(eg__queue *q)
+{
+    return q->tasks.head ? EG__CONTAINER_OF(q->tasks.head, eg__task, link) : NULL;
+}
+
 /* When the longest-waiting queued task was queued; INT64_MAX if none. Each
  * queue is FIFO, so its head is its oldest. */
 static int64_t oldest_queued_locked(void)
 {
     int64_t oldest = INT64_MAX;
-    for (eg__queue *q = P.ready_head; q; q = q->rnext)
-        if (q->head && q->head->queued_at < oldest)
-            oldest = q->head->queued_at;
+    for (eg__link *l = P.ready.head; l; l = l->next) {
+        eg__task *t = queue_head(EG__CONTAINER_OF(l, eg__queue, ready_link));
+        if (t && t->queued_at < oldest)
+            oldest = t->queued_at;
+    }
     return oldest;
 }
 
 static void ready_push(eg__queue *q)
 {
     q->ready = 1;
-    q->rnext = NULL;
-    q->rprev = P.ready_tail;
-    if (P.ready_tail)
-        P.ready_tail->rnext = q;
-    else
-        P.ready_head = q;
-    P.ready_tail = q;
+    eg__list_push(&P.ready, &q->ready_link);
 }
 
 static void ready_unlink(eg__queue *q)
 {
-    if (q->rprev)
-        q->rprev->rnext = q->rnext;
-    else
-        P.ready_head = q->rnext;
-    if (q->rnext)
-        q->rnext->rprev = q->rprev;
-    else
-        P.ready_tail = q->rprev;
+    eg__list_unlink(&P.ready, &q->ready_link);
     q->ready = 0;
 }
 
 static void queue_push(eg__queue *q, eg__task *t)
 {
     t->queue = q;
-    t->next = NULL;
-    t->prev = q->tail;
-    if (q->tail)
-        q->tail->next = t;
-    else
-        q->head = t;
-    q->tail = t;
+    eg__list_push(&q->tasks, &t->link);
     if (!q->ready)
         ready_push(q);
     P.queued++;
@@ -332,16 +321,9 @@ static void queue_push(eg__queue *q, eg__task *t)
 static void queue_unlink(eg__task *t)
 {
     eg__queue *q = t->queue;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        q->head = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    else
-        q->tail = t->prev;
+    eg__list_unlink(&q->tasks, &t->link);
     t->queue = NULL;
-    if (!q->head && q->ready)
+    if (eg__list_empty(&q->tasks) && q->ready)
         ready_unlink(q);
     P.queued--;
     atomic_store_explicit(&P.queued_hint, P.queued, memory_order_relaxed);
@@ -351,12 +333,12 @@ static void queue_unlink(eg__task *t)
  * back, so groups share the pool fairly. */
 static eg__task *ready_pop(void)
 {
-    eg__queue *q = P.ready_head;
-    if (!q)
+    if (!P.ready.head)
         return NULL;
-    eg__task *t = q->head;
+    eg__queue *q = EG__CONTAINER_OF(P.ready.head, eg__queue, ready_link);
+    eg__task *t = queue_head(q);
     queue_unlink(t);
-    if (q->ready && q != P.ready_tail) {
+    if (q->ready && P.ready.tail != &q->ready_link) {
         ready_unlink(q);
         ready_push(q);
     }
@@ -373,9 +355,9 @@ static void *worker_main(void *arg);
  * not an error: queued work then waits for a running worker). */
 static int add_avail_locked(void)
 {
-    worker *w = P.sleepers;
-    if (w) {
-        P.sleepers = w->next;
+    eg__link *l = eg__list_pop_last(&P.sleepers);
+    if (l) {
+        worker *w = EG__CONTAINER_OF(l, worker, link);
         w->signaled = true;
         P.signaled++;
         /* Under P.mu: the sleeper cannot time out and exit before it sees
@@ -526,8 +508,7 @@ static void *worker_main(void *arg)
 
         /* Sleep. */
         P.spinning--;
-        self.next = P.sleepers;
-        P.sleepers = &self;
+        eg__list_push(&P.sleepers, &self.link);
         int rc = 0;
         while (!self.signaled && rc != ETIMEDOUT) {
             struct timespec ts;
@@ -548,12 +529,7 @@ static void *worker_main(void *arg)
             continue;
         }
         /* Idle timeout: unlink and exit. */
-        for (worker **pp = &P.sleepers; *pp; pp = &(*pp)->next) {
-            if (*pp == &self) {
-                *pp = self.next;
-                break;
-            }
-        }
+        eg__list_unlink(&P.sleepers, &self.link);
         P.threads--;
         pthread_mutex_unlock(&P.mu);
         pthread_cond_destroy(&self.cond);
@@ -693,7 +669,7 @@ int eg__pool_submit(eg__queue *q, eg__task *t)
          * thread looks at t, without dropping P.mu now that t is visible:
          * wake a sleeper, or let the retry timer start one. */
         if (P.started != started && avail() == 0) {
-            if (P.sleepers)
+            if (!eg__list_empty(&P.sleepers))
                 (void)add_avail_locked(); /* signals a sleeper: P.mu stays held */
             else if (P.threads < P.cfg.max_threads)
                 arm_retry_locked();
@@ -722,7 +698,7 @@ void eg__pool_post(eg__task *t)
 eg__task *eg__pool_take(eg__queue *q)
 {
     pthread_mutex_lock(&P.mu);
-    eg__task *t = q->head;
+    eg__task *t = queue_head(q);
     if (t)
         queue_unlink(t);
     pthread_mutex_unlock(&P.mu);
@@ -743,19 +719,18 @@ void eg__pool_atfork_parent(void) { pthread_mutex_unlock(&P.mu); }
  * heap). */
 void eg__pool_atfork_child(void)
 {
-    for (eg__queue *q = P.ready_head, *next; q; q = next) {
-        next = q->rnext;
-        q->head = q->tail = NULL;
-        q->rnext = q->rprev = NULL;
+    eg__link *l;
+    while ((l = eg__list_pop(&P.ready))) {
+        eg__queue *q = EG__CONTAINER_OF(l, eg__queue, ready_link);
+        q->tasks = (eg__list){0};
         q->ready = 0;
     }
     P.mu = (pthread_mutex_t)EG_POOL_MUTEX_INITIALIZER;
     memset(&P.shared, 0, sizeof P.shared);
-    P.ready_head = P.ready_tail = NULL;
     P.queued = 0;
     atomic_store(&P.queued_hint, 0);
     P.threads = P.running = P.spinning = P.signaled = 0;
-    P.sleepers = NULL;
+    P.sleepers = (eg__list){0};
     P.retry_armed = false;
     P.retry_timer.index = SIZE_MAX;
     P.stall_armed = P.stall_reported = false;
