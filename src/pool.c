@@ -195,8 +195,7 @@ static int default_max_threads(void)
 
 static void pool_init_once(void)
 {
-    pthread_condattr_init(&mono_attr);
-    pthread_condattr_setclock(&mono_attr, CLOCK_MONOTONIC);
+    eg__condattr_monotonic(&mono_attr);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     P.max_spinners = ncpu > 2 ? (int)(ncpu / 2) : 1;
     if (!P.configured) {
@@ -435,6 +434,105 @@ static bool defer_pass_locked(void)
     return false;
 }
 
+/* Spinning -> running: runs t, just popped, then back to spinning. Called
+ * and returns with P.mu held; t runs without it. */
+static void run_locked(eg__task *t)
+{
+    P.spinning--;
+    P.running++;
+    if (P.queued > 0)
+        watch_stall_locked();
+    /* Pass the duty to look for work on if we leave work behind, unless a
+     * watcher spins nearby: then defer it, as this task most likely returns
+     * before a woken thread would run. */
+    if (P.queued > 0 && avail() == 0) {
+        if (!defer_pass_locked()) {
+            /* Two at a time while work piles up: a burst of N blocking
+             * tasks then takes log2(N) rounds of wake-ups to start, not N. */
+            int n = P.queued > 1 ? 2 : 1;
+            while (n-- > 0 && avail() < P.queued) {
+                if (add_avail_locked() < 0) {
+                    arm_retry_locked();
+                    break;
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&P.mu);
+    t->run(t);
+    pthread_mutex_lock(&P.mu);
+    P.running--;
+    P.spinning++;
+    /* Spinning again: a deferred pass is no longer needed. */
+    atomic_store_explicit(&P.pass_pending, 0, memory_order_relaxed);
+}
+
+/* Spinning with no work: spins for a moment without the lock if few others
+ * do. Returns true if work showed up meanwhile. Called and returns with
+ * P.mu held. */
+static bool spin_locked(void)
+{
+    if (P.spinning > P.max_spinners)
+        return false;
+    pthread_mutex_unlock(&P.mu);
+    int64_t last_yield = eg_now(), until = last_yield + SPIN_NS;
+    bool seen = false;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&P.queued_hint, memory_order_relaxed) > 0) {
+            seen = true;
+            break;
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        /* Yield now and then: on few cores a spinner must not keep a
+         * just-woken thread off the CPU. */
+        if ((i & 63) == 0) {
+            int64_t now = eg_now();
+            if (now > until)
+                break;
+            if (now - last_yield > YIELD_NS) {
+                sched_yield();
+                last_yield = now;
+            }
+        }
+    }
+    pthread_mutex_lock(&P.mu);
+    return seen || P.queued > 0;
+}
+
+/* Spinning -> sleeping, until signaled (-> spinning: returns true) or the
+ * idle timeout (unlinked and uncounted: returns false, the thread exits).
+ * Called and returns with P.mu held. */
+static bool sleep_locked(worker *self)
+{
+    P.spinning--;
+    eg__list_push(&P.sleepers, &self->link);
+    int rc = 0;
+    while (!self->signaled && rc != ETIMEDOUT) {
+        struct timespec ts;
+        int64_t until = P.cfg.idle_timeout_ns == EG_IDLE_FOREVER
+                            ? INT64_MAX
+                            : eg__deadline_after(P.cfg.idle_timeout_ns);
+        if (until == INT64_MAX) {
+            pthread_cond_wait(&self->cond, &P.mu);
+            continue;
+        }
+        eg__ts_from_ns(&ts, until);
+        rc = pthread_cond_timedwait(&self->cond, &P.mu, &ts);
+    }
+    if (self->signaled) {
+        /* add_avail_locked took us off P.sleepers. */
+        self->signaled = false;
+        P.signaled--;
+        P.spinning++;
+        return true;
+    }
+    eg__list_unlink(&P.sleepers, &self->link);
+    P.threads--;
+    return false;
+}
+
 static void *worker_main(void *arg)
 {
     (void)arg;
@@ -444,97 +542,14 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&P.mu);
     for (;;) {
         eg__task *t = ready_pop();
-        if (t) {
-            P.spinning--;
-            P.running++;
-            if (P.queued > 0)
-                watch_stall_locked();
-            /* Pass the duty to look for work on if we leave work behind,
-             * unless a watcher spins nearby: then defer it, as this task
-             * most likely returns before a woken thread would run. */
-            if (P.queued > 0 && avail() == 0) {
-                if (!defer_pass_locked()) {
-                    /* Two at a time while work piles up: a burst of N
-                     * blocking tasks then takes log2(N) rounds of
-                     * wake-ups to start, not N. */
-                    int n = P.queued > 1 ? 2 : 1;
-                    while (n-- > 0 && avail() < P.queued) {
-                        if (add_avail_locked() < 0) {
-                            arm_retry_locked();
-                            break;
-                        }
-                    }
-                }
-            }
-            pthread_mutex_unlock(&P.mu);
-            t->run(t);
-            pthread_mutex_lock(&P.mu);
-            P.running--;
-            P.spinning++;
-            /* Spinning again: a deferred pass is no longer needed. */
-            atomic_store_explicit(&P.pass_pending, 0, memory_order_relaxed);
-            continue;
-        }
-
-        /* No work: spin for a moment without the lock if few others do. */
-        if (P.spinning <= P.max_spinners) {
-            pthread_mutex_unlock(&P.mu);
-            int64_t last_yield = eg_now(), until = last_yield + SPIN_NS;
-            bool seen = false;
-            for (unsigned i = 1;; i++) {
-                if (atomic_load_explicit(&P.queued_hint, memory_order_relaxed) > 0) {
-                    seen = true;
-                    break;
-                }
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-                /* Yield now and then: on few cores a spinner must not keep
-                 * a just-woken thread off the CPU. */
-                if ((i & 63) == 0) {
-                    int64_t now = eg_now();
-                    if (now > until)
-                        break;
-                    if (now - last_yield > YIELD_NS) {
-                        sched_yield();
-                        last_yield = now;
-                    }
-                }
-            }
-            pthread_mutex_lock(&P.mu);
-            if (seen || P.queued > 0)
-                continue;
-        }
-
-        /* Sleep. */
-        P.spinning--;
-        eg__list_push(&P.sleepers, &self.link);
-        int rc = 0;
-        while (!self.signaled && rc != ETIMEDOUT) {
-            struct timespec ts;
-            int64_t until = P.cfg.idle_timeout_ns == EG_IDLE_FOREVER
-                                ? INT64_MAX
-                                : eg__deadline_after(P.cfg.idle_timeout_ns);
-            if (until == INT64_MAX) {
-                pthread_cond_wait(&self.cond, &P.mu);
-                continue;
-            }
-            eg__ts_from_ns(&ts, until);
-            rc = pthread_cond_timedwait(&self.cond, &P.mu, &ts);
-        }
-        if (self.signaled) {
-            self.signaled = false;
-            P.signaled--;
-            P.spinning++;
-            continue;
-        }
-        /* Idle timeout: unlink and exit. */
-        eg__list_unlink(&P.sleepers, &self.link);
-        P.threads--;
-        pthread_mutex_unlock(&P.mu);
-        pthread_cond_destroy(&self.cond);
-        return NULL;
+        if (t)
+            run_locked(t);
+        else if (!spin_locked() && !sleep_locked(&self))
+            break;
     }
+    pthread_mutex_unlock(&P.mu);
+    pthread_cond_destroy(&self.cond);
+    return NULL;
 }
 
 /* ---- watchers ----------------------------------------------------------- */
