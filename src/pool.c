@@ -11,6 +11,9 @@
  *   spinning --no work for a while--> sleeping --signal--> signaled --> spinning
  *   sleeping --idle timeout--> exits
  *
+ * worker_main is the loop; run_locked, spin_locked and sleep_locked are
+ * the running, spinning and sleeping (to signaled or exit) steps.
+ *
  * "avail" = spinning + signaled: workers that will look at the queues
  * without anyone waking them. The invariant that makes a started task never
  * wait for a free worker (and keeps the fast path free of syscalls) is
