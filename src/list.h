@@ -1,5 +1,5 @@
 /*
- * list.h - an intrusive doubly linked list, the one list of the library:
+ * list.h - an intrusive doubly linked list, for the library's
  * waiter queues (channels, semaphores, groups, cond.c, contexts), a
  * context's children, and the pool's task queues, ready list and sleepers.
  * A node embeds an eg__link; EG__CONTAINER_OF gets the node back. Nodes are
