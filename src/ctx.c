@@ -64,8 +64,9 @@ struct eg_ctx {
     atomic_int nwait; /* eg_ctx_wait sleepers on err (eg__futex_wait) */
     eg_ctx *attach; /* whose children list holds this one */
     bool linked;    /* in attach->children; guarded by attach->mu */
-    eg_ctx *children, *sib_prev, *sib_next;
-    eg__waiter *waiters;
+    eg__link sib;   /* in attach->children */
+    eg__list children; /* of eg_ctx, through sib */
+    eg__list waiters;  /* of eg__waiter, through link */
     int fd, wfd; /* eg_ctx_fd: eventfd (wfd == fd) or pipe; -1 until asked */
     bool has_timer;
     int deadline_cause;
@@ -98,12 +99,7 @@ static eg_ctx *ctx_destroy(eg_ctx *c)
         if (a) {
             pthread_mutex_lock(&a->mu);
             if (c->linked) {
-                if (c->sib_prev)
-                    c->sib_prev->sib_next = c->sib_next;
-                else
-                    a->children = c->sib_next;
-                if (c->sib_next)
-                    c->sib_next->sib_prev = c->sib_prev;
+                eg__list_unlink(&a->children, &c->sib);
                 c->linked = false;
             }
             pthread_mutex_unlock(&a->mu);
@@ -205,27 +201,24 @@ static void mark_done_locked(eg_ctx *c, int err, int cause)
      * and does not touch c's list; the walk's reference keeps it alive (a
      * child whose count already reached zero is being destroyed and has no
      * descendants: it is skipped). */
-    /* In the order of the children list (newest first), as before. */
+    /* Newest first, children and waiters alike. */
     eg_ctx **tail = &c->walk;
-    for (eg_ctx *ch = c->children, *next; ch; ch = next) {
-        next = ch->sib_next;
+    eg__link *l;
+    while ((l = eg__list_pop_last(&c->children))) {
+        eg_ctx *ch = EG__CONTAINER_OF(l, eg_ctx, sib);
         ch->linked = false;
-        ch->sib_prev = ch->sib_next = NULL;
         if (ctx_try_retain(ch)) {
             *tail = ch;
             tail = &ch->cancel_next;
         }
     }
     *tail = NULL;
-    c->children = NULL;
 
-    for (eg__waiter *w = c->waiters, *next; w; w = next) {
-        next = w->next;
+    while ((l = eg__list_pop_last(&c->waiters))) {
+        eg__waiter *w = EG__CONTAINER_OF(l, eg__waiter, link);
         w->linked = 0;
-        w->next = w->prev = NULL;
         w->wake(w);
     }
-    c->waiters = NULL;
 
     /* The fence orders the store of err before the load of nwait; it pairs
      * with sleep_on_err's increment then load of err (Dekker): either the
@@ -298,7 +291,7 @@ void eg_cancel(eg_ctx *ctx, int cause)
 
 static void on_deadline(eg__timer *t)
 {
-    eg_ctx *c = (eg_ctx *)((char *)t - offsetof(eg_ctx, timer));
+    eg_ctx *c = EG__CONTAINER_OF(t, eg_ctx, timer);
     eg__coro_batch_begin();
     do_cancel(c, -ETIMEDOUT, c->deadline_cause);
     eg__coro_batch_end();
@@ -319,6 +312,51 @@ static eg_ctx *ctx_alloc(eg_ctx *parent, int kind)
     return c;
 }
 
+/* Links c, not yet visible to anyone, into the children of its parent's
+ * canceller under that one's lock, or makes c done with its error when it
+ * is done already. c's own fields need no lock here. */
+static void link_to_parent(eg_ctx *c, eg_ctx *parent)
+{
+    eg_ctx *a = parent->canceller;
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    int perr = atomic_load_explicit(&a->err, memory_order_relaxed);
+    if (perr) {
+        c->cause = a->cause;
+        atomic_store_explicit(&c->err, perr, memory_order_relaxed);
+    } else {
+        c->attach = a;
+        c->linked = true;
+        eg__list_push(&a->children, &c->sib);
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Cancels c now if its deadline has passed, else arms its timer. Returns 0,
+ * or the error of eg__timer_add (c is not armed then). */
+static int arm_deadline(eg_ctx *c)
+{
+    if (c->deadline <= eg_now()) {
+        do_cancel(c, -ETIMEDOUT, c->deadline_cause);
+        return 0;
+    }
+    /* c is linked: a cancelling parent may run do_cancel(c) now. Arm under
+     * c's lock (context lock -> timer lock), so do_cancel either sees
+     * has_timer and disarms, or ran before and we do not arm. */
+    int rc = 0;
+    pthread_mutex_lock(&c->mu);
+    if (!atomic_load_explicit(&c->err, memory_order_relaxed)) {
+        c->timer.when = c->deadline;
+        c->has_timer = true;
+        rc = eg__timer_add(&c->timer);
+        if (rc < 0)
+            c->has_timer = false;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
 static eg_ctx *new_cancel(eg_ctx *parent, int64_t deadline, int cause)
 {
     if (!parent)
@@ -337,50 +375,11 @@ static eg_ctx *new_cancel(eg_ctx *parent, int64_t deadline, int cause)
         c->deadline = deadline;
         c->deadline_cause = cause ? cause : -ETIMEDOUT;
     }
-
-    /* Link under the attach's lock, or inherit its end state. No one else
-     * can see c yet, so c's own fields need no lock here. */
-    eg_ctx *a = parent->canceller;
-    if (a) {
-        pthread_mutex_lock(&a->mu);
-        int perr = atomic_load_explicit(&a->err, memory_order_relaxed);
-        if (perr) {
-            c->cause = a->cause;
-            atomic_store_explicit(&c->err, perr, memory_order_relaxed);
-        } else {
-            c->attach = a;
-            c->linked = true;
-            c->sib_next = a->children;
-            if (a->children)
-                a->children->sib_prev = c;
-            a->children = c;
-        }
-        pthread_mutex_unlock(&a->mu);
-    }
-
-    if (own_deadline && !atomic_load_explicit(&c->err, memory_order_relaxed)) {
-        if (deadline <= eg_now()) {
-            do_cancel(c, -ETIMEDOUT, c->deadline_cause);
-        } else {
-            /* c is linked: a cancelling parent may run do_cancel(c) now.
-             * Arm under c's lock (context lock -> timer lock), so do_cancel
-             * either sees has_timer and disarms, or ran before and we do
-             * not arm. */
-            int rc = 0;
-            pthread_mutex_lock(&c->mu);
-            if (!atomic_load_explicit(&c->err, memory_order_relaxed)) {
-                c->timer.when = deadline;
-                c->has_timer = true;
-                rc = eg__timer_add(&c->timer);
-                if (rc < 0)
-                    c->has_timer = false;
-            }
-            pthread_mutex_unlock(&c->mu);
-            if (rc < 0) {
-                eg_ctx_release(c);
-                return NULL;
-            }
-        }
+    link_to_parent(c, parent);
+    if (own_deadline && !atomic_load_explicit(&c->err, memory_order_relaxed) &&
+        arm_deadline(c) < 0) {
+        eg_ctx_release(c);
+        return NULL;
     }
     return c;
 }
@@ -508,11 +507,7 @@ int eg__ctx_watch(eg_ctx *ctx, eg__waiter *w)
     pthread_mutex_lock(&c->mu);
     int err = atomic_load_explicit(&c->err, memory_order_relaxed);
     if (!err) {
-        w->prev = NULL;
-        w->next = c->waiters;
-        if (c->waiters)
-            c->waiters->prev = w;
-        c->waiters = w;
+        eg__list_push(&c->waiters, &w->link);
         w->linked = 1;
     }
     pthread_mutex_unlock(&c->mu);
@@ -527,12 +522,7 @@ bool eg__ctx_unwatch(eg_ctx *ctx, eg__waiter *w)
     pthread_mutex_lock(&c->mu);
     bool was = w->linked;
     if (was) {
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            c->waiters = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
+        eg__list_unlink(&c->waiters, &w->link);
         w->linked = 0;
     }
     pthread_mutex_unlock(&c->mu);
@@ -616,7 +606,7 @@ static void after_put(eg_after *a)
 
 static void after_run(eg__task *t)
 {
-    eg_after *a = (eg_after *)((char *)t - offsetof(eg_after, task));
+    eg_after *a = EG__CONTAINER_OF(t, eg_after, task);
     a->fn(a->arg);
     after_put(a);
 }
@@ -638,7 +628,7 @@ static void after_fire(eg_after *a)
 
 static void after_wake(eg__waiter *w)
 {
-    after_fire((eg_after *)((char *)w - offsetof(eg_after, waiter)));
+    after_fire(EG__CONTAINER_OF(w, eg_after, waiter));
 }
 
 eg_after *eg_after_func(eg_ctx *ctx, void (*fn)(void *), void *arg)

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 
 #include "errgroup.h"
+#include "list.h"
 
 #define EG_HIDDEN __attribute__((visibility("hidden")))
 #define EG_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -65,7 +66,8 @@ EG_HIDDEN bool eg__fault_fd(void);
 typedef struct eg__task eg__task;
 typedef struct eg__queue eg__queue;
 struct eg__task {
-    eg__task *next, *prev;
+    eg__link link;  /* in its pool queue (pool.c) */
+    eg__task *next; /* in the coroutine executor's queues (coro.c) */
     void (*run)(eg__task *t);
     eg__queue *queue;
     int64_t queued_at; /* eg_now() when queued: the stall report and stats */
@@ -74,8 +76,8 @@ struct eg__task {
  * queues. A group owns one, so eg_wait can take its own pending tasks.
  * Guarded by the pool lock. */
 struct eg__queue {
-    eg__task *head, *tail;
-    eg__queue *rnext, *rprev; /* ready list links, valid while ready */
+    eg__list tasks;      /* of eg__task, through link */
+    eg__link ready_link; /* in the pool's ready list, while ready */
     int ready;
 };
 /* Queues t on q (NULL: the pool's shared queue) and makes sure a thread
@@ -119,7 +121,7 @@ EG_HIDDEN void eg__timer_wait(eg__timer *t);
  * context's lock held and must not block or call back into the context. */
 typedef struct eg__waiter eg__waiter;
 struct eg__waiter {
-    eg__waiter *next, *prev;
+    eg__link link; /* in its context's waiter list */
     void (*wake)(eg__waiter *w);
     int linked;
 };

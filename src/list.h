@@ -1,11 +1,15 @@
 /*
- * list.h - an intrusive doubly linked FIFO, for the waiter queues of
- * channels and semaphores. A node embeds an eg__link; EG__CONTAINER_OF gets
- * the node back. No allocation; the caller's lock guards the list.
+ * list.h - an intrusive doubly linked list, for the library's
+ * waiter queues (channels, semaphores, groups, cond.c, contexts), a
+ * context's children, and the pool's task queues, ready list and sleepers.
+ * A node embeds an eg__link; EG__CONTAINER_OF gets the node back. Nodes are
+ * pushed at the tail; eg__list_pop takes the oldest (FIFO), eg__list_pop_last
+ * the newest (LIFO). No allocation; the caller's lock guards the list.
  */
 #ifndef EG_LIST_H
 #define EG_LIST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct eg__link eg__link;
@@ -44,10 +48,21 @@ static inline void eg__list_unlink(eg__list *l, eg__link *n)
     n->next = n->prev = NULL;
 }
 
+static inline bool eg__list_empty(const eg__list *l) { return !l->head; }
+
 /* Unlinks and returns the oldest node, or NULL. */
 static inline eg__link *eg__list_pop(eg__list *l)
 {
     eg__link *n = l->head;
+    if (n)
+        eg__list_unlink(l, n);
+    return n;
+}
+
+/* Unlinks and returns the newest node, or NULL. */
+static inline eg__link *eg__list_pop_last(eg__list *l)
+{
+    eg__link *n = l->tail;
     if (n)
         eg__list_unlink(l, n);
     return n;

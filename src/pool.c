@@ -11,6 +11,9 @@
  *   spinning --no work for a while--> sleeping --signal--> signaled --> spinning
  *   sleeping --idle timeout--> exits
  *
+ * worker_main is the loop; run_locked, spin_locked and sleep_locked are
+ * the running, spinning and sleeping (to signaled or exit) steps.
+ *
  * "avail" = spinning + signaled: workers that will look at the queues
  * without anyone waking them. The invariant that makes a started task never
  * wait for a free worker (and keeps the fast path free of syscalls) is
@@ -83,18 +86,18 @@
 typedef struct worker worker;
 struct worker {
     pthread_cond_t cond;
-    worker *next; /* in P.sleepers */
+    eg__link link; /* in P.sleepers */
     bool signaled;
 };
 
 static struct {
     pthread_mutex_t mu;
     eg__queue shared;
-    eg__queue *ready_head, *ready_tail;
+    eg__list ready; /* of eg__queue, through ready_link */
     int queued;
     atomic_int queued_hint; /* mirror of queued for spinners' unlocked peek */
     int threads, running, spinning, signaled;
-    worker *sleepers;
+    eg__list sleepers; /* of worker; the newest is woken first */
     int max_spinners;
     bool configured;
     eg_pool_config cfg;
@@ -195,8 +198,7 @@ static int default_max_threads(void)
 
 static void pool_init_once(void)
 {
-    pthread_condattr_init(&mono_attr);
-    pthread_condattr_setclock(&mono_attr, CLOCK_MONOTONIC);
+    eg__condattr_monotonic(&mono_attr);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     P.max_spinners = ncpu > 2 ? (int)(ncpu / 2) : 1;
     if (!P.configured) {
@@ -243,8 +245,8 @@ int eg_pool_configure(const eg_pool_config *cfg)
         P.cfg.stall_warning = cfg->stall_warning;
     /* Sleepers re-read the timeout when woken: wake them so a shorter one
      * takes effect now. */
-    for (worker *w = P.sleepers; w; w = w->next)
-        pthread_cond_signal(&w->cond);
+    for (eg__link *l = P.sleepers.head; l; l = l->next)
+        pthread_cond_signal(&EG__CONTAINER_OF(l, worker, link)->cond);
     pthread_mutex_unlock(&P.mu);
     return 0;
 }
@@ -277,52 +279,41 @@ void eg_pool_get_stats(eg_pool_stats *st)
 
 /* ---- queues (all under P.mu) ------------------------------------------- */
 
+/* The oldest task of q, or NULL. */
+static eg__task *queue_head(eg__queue *q)
+{
+    return q->tasks.head ? EG__CONTAINER_OF(q->tasks.head, eg__task, link) : NULL;
+}
+
 /* When the longest-waiting queued task was queued; INT64_MAX if none. Each
  * queue is FIFO, so its head is its oldest. */
 static int64_t oldest_queued_locked(void)
 {
     int64_t oldest = INT64_MAX;
-    for (eg__queue *q = P.ready_head; q; q = q->rnext)
-        if (q->head && q->head->queued_at < oldest)
-            oldest = q->head->queued_at;
+    for (eg__link *l = P.ready.head; l; l = l->next) {
+        eg__task *t = queue_head(EG__CONTAINER_OF(l, eg__queue, ready_link));
+        if (t && t->queued_at < oldest)
+            oldest = t->queued_at;
+    }
     return oldest;
 }
 
 static void ready_push(eg__queue *q)
 {
     q->ready = 1;
-    q->rnext = NULL;
-    q->rprev = P.ready_tail;
-    if (P.ready_tail)
-        P.ready_tail->rnext = q;
-    else
-        P.ready_head = q;
-    P.ready_tail = q;
+    eg__list_push(&P.ready, &q->ready_link);
 }
 
 static void ready_unlink(eg__queue *q)
 {
-    if (q->rprev)
-        q->rprev->rnext = q->rnext;
-    else
-        P.ready_head = q->rnext;
-    if (q->rnext)
-        q->rnext->rprev = q->rprev;
-    else
-        P.ready_tail = q->rprev;
+    eg__list_unlink(&P.ready, &q->ready_link);
     q->ready = 0;
 }
 
 static void queue_push(eg__queue *q, eg__task *t)
 {
     t->queue = q;
-    t->next = NULL;
-    t->prev = q->tail;
-    if (q->tail)
-        q->tail->next = t;
-    else
-        q->head = t;
-    q->tail = t;
+    eg__list_push(&q->tasks, &t->link);
     if (!q->ready)
         ready_push(q);
     P.queued++;
@@ -332,16 +323,9 @@ static void queue_push(eg__queue *q, eg__task *t)
 static void queue_unlink(eg__task *t)
 {
     eg__queue *q = t->queue;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        q->head = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    else
-        q->tail = t->prev;
+    eg__list_unlink(&q->tasks, &t->link);
     t->queue = NULL;
-    if (!q->head && q->ready)
+    if (eg__list_empty(&q->tasks) && q->ready)
         ready_unlink(q);
     P.queued--;
     atomic_store_explicit(&P.queued_hint, P.queued, memory_order_relaxed);
@@ -351,12 +335,12 @@ static void queue_unlink(eg__task *t)
  * back, so groups share the pool fairly. */
 static eg__task *ready_pop(void)
 {
-    eg__queue *q = P.ready_head;
-    if (!q)
+    if (!P.ready.head)
         return NULL;
-    eg__task *t = q->head;
+    eg__queue *q = EG__CONTAINER_OF(P.ready.head, eg__queue, ready_link);
+    eg__task *t = queue_head(q);
     queue_unlink(t);
-    if (q->ready && q != P.ready_tail) {
+    if (q->ready && P.ready.tail != &q->ready_link) {
         ready_unlink(q);
         ready_push(q);
     }
@@ -373,9 +357,9 @@ static void *worker_main(void *arg);
  * not an error: queued work then waits for a running worker). */
 static int add_avail_locked(void)
 {
-    worker *w = P.sleepers;
-    if (w) {
-        P.sleepers = w->next;
+    eg__link *l = eg__list_pop_last(&P.sleepers);
+    if (l) {
+        worker *w = EG__CONTAINER_OF(l, worker, link);
         w->signaled = true;
         P.signaled++;
         /* Under P.mu: the sleeper cannot time out and exit before it sees
@@ -453,6 +437,105 @@ static bool defer_pass_locked(void)
     return false;
 }
 
+/* Spinning -> running: runs t, just popped, then back to spinning. Called
+ * and returns with P.mu held; t runs without it. */
+static void run_locked(eg__task *t)
+{
+    P.spinning--;
+    P.running++;
+    if (P.queued > 0)
+        watch_stall_locked();
+    /* Pass the duty to look for work on if we leave work behind, unless a
+     * watcher spins nearby: then defer it, as this task most likely returns
+     * before a woken thread would run. */
+    if (P.queued > 0 && avail() == 0) {
+        if (!defer_pass_locked()) {
+            /* Two at a time while work piles up: a burst of N blocking
+             * tasks then takes log2(N) rounds of wake-ups to start, not N. */
+            int n = P.queued > 1 ? 2 : 1;
+            while (n-- > 0 && avail() < P.queued) {
+                if (add_avail_locked() < 0) {
+                    arm_retry_locked();
+                    break;
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&P.mu);
+    t->run(t);
+    pthread_mutex_lock(&P.mu);
+    P.running--;
+    P.spinning++;
+    /* Spinning again: a deferred pass is no longer needed. */
+    atomic_store_explicit(&P.pass_pending, 0, memory_order_relaxed);
+}
+
+/* Spinning with no work: spins for a moment without the lock if few others
+ * do. Returns true if work showed up meanwhile. Called and returns with
+ * P.mu held. */
+static bool spin_locked(void)
+{
+    if (P.spinning > P.max_spinners)
+        return false;
+    pthread_mutex_unlock(&P.mu);
+    int64_t last_yield = eg_now(), until = last_yield + SPIN_NS;
+    bool seen = false;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&P.queued_hint, memory_order_relaxed) > 0) {
+            seen = true;
+            break;
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        /* Yield now and then: on few cores a spinner must not keep a
+         * just-woken thread off the CPU. */
+        if ((i & 63) == 0) {
+            int64_t now = eg_now();
+            if (now > until)
+                break;
+            if (now - last_yield > YIELD_NS) {
+                sched_yield();
+                last_yield = now;
+            }
+        }
+    }
+    pthread_mutex_lock(&P.mu);
+    return seen || P.queued > 0;
+}
+
+/* Spinning -> sleeping, until signaled (-> spinning: returns true) or the
+ * idle timeout (unlinked and uncounted: returns false, the thread exits).
+ * Called and returns with P.mu held. */
+static bool sleep_locked(worker *self)
+{
+    P.spinning--;
+    eg__list_push(&P.sleepers, &self->link);
+    int rc = 0;
+    while (!self->signaled && rc != ETIMEDOUT) {
+        struct timespec ts;
+        int64_t until = P.cfg.idle_timeout_ns == EG_IDLE_FOREVER
+                            ? INT64_MAX
+                            : eg__deadline_after(P.cfg.idle_timeout_ns);
+        if (until == INT64_MAX) {
+            pthread_cond_wait(&self->cond, &P.mu);
+            continue;
+        }
+        eg__ts_from_ns(&ts, until);
+        rc = pthread_cond_timedwait(&self->cond, &P.mu, &ts);
+    }
+    if (self->signaled) {
+        /* add_avail_locked took us off P.sleepers. */
+        self->signaled = false;
+        P.signaled--;
+        P.spinning++;
+        return true;
+    }
+    eg__list_unlink(&P.sleepers, &self->link);
+    P.threads--;
+    return false;
+}
+
 static void *worker_main(void *arg)
 {
     (void)arg;
@@ -462,103 +545,14 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&P.mu);
     for (;;) {
         eg__task *t = ready_pop();
-        if (t) {
-            P.spinning--;
-            P.running++;
-            if (P.queued > 0)
-                watch_stall_locked();
-            /* Pass the duty to look for work on if we leave work behind,
-             * unless a watcher spins nearby: then defer it, as this task
-             * most likely returns before a woken thread would run. */
-            if (P.queued > 0 && avail() == 0) {
-                if (!defer_pass_locked()) {
-                    /* Two at a time while work piles up: a burst of N
-                     * blocking tasks then takes log2(N) rounds of
-                     * wake-ups to start, not N. */
-                    int n = P.queued > 1 ? 2 : 1;
-                    while (n-- > 0 && avail() < P.queued) {
-                        if (add_avail_locked() < 0) {
-                            arm_retry_locked();
-                            break;
-                        }
-                    }
-                }
-            }
-            pthread_mutex_unlock(&P.mu);
-            t->run(t);
-            pthread_mutex_lock(&P.mu);
-            P.running--;
-            P.spinning++;
-            /* Spinning again: a deferred pass is no longer needed. */
-            atomic_store_explicit(&P.pass_pending, 0, memory_order_relaxed);
-            continue;
-        }
-
-        /* No work: spin for a moment without the lock if few others do. */
-        if (P.spinning <= P.max_spinners) {
-            pthread_mutex_unlock(&P.mu);
-            int64_t last_yield = eg_now(), until = last_yield + SPIN_NS;
-            bool seen = false;
-            for (unsigned i = 1;; i++) {
-                if (atomic_load_explicit(&P.queued_hint, memory_order_relaxed) > 0) {
-                    seen = true;
-                    break;
-                }
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-                /* Yield now and then: on few cores a spinner must not keep
-                 * a just-woken thread off the CPU. */
-                if ((i & 63) == 0) {
-                    int64_t now = eg_now();
-                    if (now > until)
-                        break;
-                    if (now - last_yield > YIELD_NS) {
-                        sched_yield();
-                        last_yield = now;
-                    }
-                }
-            }
-            pthread_mutex_lock(&P.mu);
-            if (seen || P.queued > 0)
-                continue;
-        }
-
-        /* Sleep. */
-        P.spinning--;
-        self.next = P.sleepers;
-        P.sleepers = &self;
-        int rc = 0;
-        while (!self.signaled && rc != ETIMEDOUT) {
-            struct timespec ts;
-            int64_t until = P.cfg.idle_timeout_ns == EG_IDLE_FOREVER
-                                ? INT64_MAX
-                                : eg__deadline_after(P.cfg.idle_timeout_ns);
-            if (until == INT64_MAX) {
-                pthread_cond_wait(&self.cond, &P.mu);
-                continue;
-            }
-            eg__ts_from_ns(&ts, until);
-            rc = pthread_cond_timedwait(&self.cond, &P.mu, &ts);
-        }
-        if (self.signaled) {
-            self.signaled = false;
-            P.signaled--;
-            P.spinning++;
-            continue;
-        }
-        /* Idle timeout: unlink and exit. */
-        for (worker **pp = &P.sleepers; *pp; pp = &(*pp)->next) {
-            if (*pp == &self) {
-                *pp = self.next;
-                break;
-            }
-        }
-        P.threads--;
-        pthread_mutex_unlock(&P.mu);
-        pthread_cond_destroy(&self.cond);
-        return NULL;
+        if (t)
+            run_locked(t);
+        else if (!spin_locked() && !sleep_locked(&self))
+            break;
     }
+    pthread_mutex_unlock(&P.mu);
+    pthread_cond_destroy(&self.cond);
+    return NULL;
 }
 
 /* ---- watchers ----------------------------------------------------------- */
@@ -693,7 +687,7 @@ int eg__pool_submit(eg__queue *q, eg__task *t)
          * thread looks at t, without dropping P.mu now that t is visible:
          * wake a sleeper, or let the retry timer start one. */
         if (P.started != started && avail() == 0) {
-            if (P.sleepers)
+            if (!eg__list_empty(&P.sleepers))
                 (void)add_avail_locked(); /* signals a sleeper: P.mu stays held */
             else if (P.threads < P.cfg.max_threads)
                 arm_retry_locked();
@@ -722,7 +716,7 @@ void eg__pool_post(eg__task *t)
 eg__task *eg__pool_take(eg__queue *q)
 {
     pthread_mutex_lock(&P.mu);
-    eg__task *t = q->head;
+    eg__task *t = queue_head(q);
     if (t)
         queue_unlink(t);
     pthread_mutex_unlock(&P.mu);
@@ -743,19 +737,18 @@ void eg__pool_atfork_parent(void) { pthread_mutex_unlock(&P.mu); }
  * heap). */
 void eg__pool_atfork_child(void)
 {
-    for (eg__queue *q = P.ready_head, *next; q; q = next) {
-        next = q->rnext;
-        q->head = q->tail = NULL;
-        q->rnext = q->rprev = NULL;
+    eg__link *l;
+    while ((l = eg__list_pop(&P.ready))) {
+        eg__queue *q = EG__CONTAINER_OF(l, eg__queue, ready_link);
+        q->tasks = (eg__list){0};
         q->ready = 0;
     }
     P.mu = (pthread_mutex_t)EG_POOL_MUTEX_INITIALIZER;
     memset(&P.shared, 0, sizeof P.shared);
-    P.ready_head = P.ready_tail = NULL;
     P.queued = 0;
     atomic_store(&P.queued_hint, 0);
     P.threads = P.running = P.spinning = P.signaled = 0;
-    P.sleepers = NULL;
+    P.sleepers = (eg__list){0};
     P.retry_armed = false;
     P.retry_timer.index = SIZE_MAX;
     P.stall_armed = P.stall_reported = false;

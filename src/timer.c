@@ -31,8 +31,7 @@ static pthread_once_t timer_once = PTHREAD_ONCE_INIT;
 static void init_conds(void)
 {
     pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    eg__condattr_monotonic(&attr);
     pthread_cond_init(&T.cond, &attr);
     pthread_cond_init(&T.idle_cond, &attr);
     pthread_condattr_destroy(&attr);
