@@ -7,7 +7,8 @@
 # failure with `stress --seed S`; run longer with --rounds N or --seconds T.
 
 set(EG_STRESS_ROUNDS 10000 CACHE STRING "Rounds of the stress test under ctest")
-set(EG_STRESS_TIMEOUT 600 CACHE STRING "Timeout of the stress test, seconds")
+math(EXPR _eg_stress_timeout "600 * ${EG_TEST_SLOWDOWN}")
+set(EG_STRESS_TIMEOUT ${_eg_stress_timeout} CACHE STRING "Timeout of the stress test, seconds")
 
 add_executable(stress ${CMAKE_CURRENT_SOURCE_DIR}/stress.c)
 target_compile_definitions(stress PRIVATE _GNU_SOURCE)
