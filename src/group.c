@@ -18,7 +18,7 @@
  */
 #include "group.h"
 
-    _Thread_local eg__frame *eg__current;
+_Thread_local eg__frame *eg__current;
 
 eg_group *eg_group_new(eg_ctx *parent)
 {
