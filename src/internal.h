@@ -187,7 +187,7 @@ EG_HIDDEN void eg__trace_append(eg__trace *t, const eg_trace_entry *e);
 EG_HIDDEN size_t eg__trace_copy(const eg__trace *t, eg_trace_entry *out, size_t cap);
 EG_HIDDEN void eg__trace_free(eg__trace *t);
 
-/* ---- group.c, for print.c ------------------------------------------------ */
+/* ---- group_result.c, for print.c ----------------------------------------- */
 /* A snapshot of what eg_group_print shows: the trace when tracing was on,
  * else the errors (v: malloc'd copy, the caller frees it). */
 typedef struct eg__print_info {
