@@ -1326,8 +1326,9 @@ static void *monitor_main(void *arg)
         pthread_mutex_lock(&G.mon_mu);
         if (!atomic_exchange(&G.mon_kick, false)) {
             if (busy) {
+                /* CLOCK_REALTIME: mon_cond has the default clock. */
                 struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
+                clock_gettime(CLOCK_REALTIME, &ts);
                 int64_t d =
                     (int64_t)ts.tv_sec * EG_NSEC_PER_SEC + ts.tv_nsec + MONITOR_NS;
                 eg__ts_from_ns(&ts, d);
