@@ -203,6 +203,9 @@ static struct {
     atomic_bool mon_kick;
     atomic_bool mon_parked; /* the monitor waits without a timeout */
     atomic_long st_started, st_wakes, st_steals, st_rescues;
+    /* Threads in eg__spin_wait, and when the last one stopped (eg_now). */
+    _Alignas(64) atomic_int nwatch;
+    _Atomic int64_t watch_end;
 } G = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .gq_mu = PTHREAD_MUTEX_INITIALIZER,
@@ -1147,9 +1150,75 @@ static bool carrier_sleep(carrier *c)
     return true;
 }
 
+/* A spinning carrier that found nothing looks again for a moment before it
+ * sleeps (Go's spinning M, with a time bound like the pool's idle workers)
+ * while a thread spins in eg__spin_wait or did so a moment ago (a
+ * "watcher": an eg_go waiting at a group's limit, about to submit the next
+ * task, or an eg_wait): the submission then needs no thread wake, since
+ * wakep sees the spinner. Returns true when something may be runnable,
+ * false once *until (set on the first call of an idle stretch) passed or
+ * no thread watches. */
+#define CARRIER_SPIN_NS EG__SPIN_NS
+#define CARRIER_YIELD_NS (4 * EG_NSEC_PER_USEC)
+#define CARRIER_WATCH_NS (5 * EG_NSEC_PER_USEC)
+
+void eg__coro_watch_begin(void)
+{
+    /* Relaxed: a hint for spinning carriers; missing it costs a wake. */
+    atomic_fetch_add_explicit(&G.nwatch, 1, memory_order_relaxed);
+}
+
+void eg__coro_watch_end(void)
+{
+    atomic_store_explicit(&G.watch_end, eg_now(), memory_order_relaxed);
+    atomic_fetch_sub_explicit(&G.nwatch, 1, memory_order_relaxed);
+}
+
+/* Whether a thread spins for a result now or did a moment ago. */
+static bool watched(int64_t now)
+{
+    return atomic_load_explicit(&G.nwatch, memory_order_relaxed) > 0 ||
+           now - atomic_load_explicit(&G.watch_end, memory_order_relaxed) <
+               CARRIER_WATCH_NS;
+}
+
+static bool spin_for_work(carrier *c, int64_t *until)
+{
+    int64_t now = eg_now(), last_yield = now;
+    if (*until == 0)
+        *until = now + CARRIER_SPIN_NS;
+    if (!watched(now))
+        return false;
+    for (unsigned i = 1; now < *until; i++) {
+        if (atomic_load_explicit(&c->inbox, memory_order_relaxed) ||
+            __atomic_load_n(&c->ready_head, __ATOMIC_RELAXED) || any_runq_work())
+            return true;
+        eg__spin_pause();
+        if ((i & 7) == 0) {
+            now = eg_now();
+            if (!watched(now))
+                return false;
+            if (now - last_yield > CARRIER_YIELD_NS) {
+                /* On few cores the thread we wait for must get to run. */
+                sched_yield();
+                last_yield = now;
+                if (atomic_load_explicit(&c->nfd, memory_order_relaxed)) {
+                    poll_events(c, 0);
+                    if (__atomic_load_n(&c->ready_head, __ATOMIC_RELAXED))
+                        return true;
+                }
+                if (atomic_load_explicit(&c->nheap, memory_order_relaxed))
+                    return true; /* find_work runs the due timers, then here */
+            }
+        }
+    }
+    return false;
+}
+
 /* The next thing to run: a ready coroutine (*co) or an unstarted task. */
 static bool find_work(carrier *c, eg__coro **co, eg__task **t)
 {
+    int64_t spin_until = 0;
     for (;;) {
         c->schedtick++;
         run_timers(c);
@@ -1180,8 +1249,11 @@ static bool find_work(carrier *c, eg__coro **co, eg__task **t)
         }
         if (c->spinning && (*t = steal_work(c)))
             goto found;
+        if (c->spinning && spin_for_work(c, &spin_until))
+            continue;
         if (!carrier_sleep(c))
             return false;
+        spin_until = 0;
     }
 found:
     stop_spinning(c, true);
