@@ -103,6 +103,8 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #define STUCK_NS (10 * EG_NSEC_PER_MSEC)
 #define MONITOR_NS (2 * EG_NSEC_PER_MSEC)
 #define NO_HEAP SIZE_MAX
+/* Coroutines a guest carrier (eg__coro_help) keeps at most. */
+#define GUEST_MAX_LIVE 64
 
 typedef struct carrier carrier;
 
@@ -163,7 +165,8 @@ struct carrier {
     int ep, evfd;
     bool spinning;
     bool rescue;
-    bool guest; /* a waiting thread's temporary carrier */
+    bool guest;        /* a waiting thread's temporary carrier */
+    eg__queue *help_q; /* a guest's: the queue eg__coro_help runs */
     unsigned schedtick;
     uint32_t rnd;
     eg__mctx sched;
@@ -672,6 +675,9 @@ static void switch_out(eg__coro *co)
 #endif
 }
 
+static eg__task *next_inline(eg__coro *co);
+static eg__task *global_take_queue(eg__queue *q);
+
 static void coro_entry(void *arg)
 {
     eg__coro *co = arg;
@@ -679,7 +685,14 @@ static void coro_entry(void *arg)
     __sanitizer_finish_switch_fiber(NULL, &co->runner->sched_bottom,
                                     &co->runner->sched_size);
 #endif
-    co->task->run(co->task);
+    for (;;) {
+        co->task->run(co->task);
+        eg__task *t = next_inline(co);
+        if (!t)
+            break;
+        co->task = t;
+        errno = 0; /* as a fresh coroutine starts */
+    }
     co->status = ST_DONE;
     switch_out(co);
     abort(); /* a done coroutine is never resumed */
@@ -902,6 +915,62 @@ static void start_task(carrier *c, eg__task *t)
     atomic_fetch_add_explicit(&G.st_started, 1, memory_order_relaxed);
     switch_in(c, co);
     after_switch(c, co);
+}
+
+/* A coroutine whose task returned without parking runs the carrier's next
+ * unstarted task on the same stack, instead of switching out, freeing its
+ * stack and record, and a fresh coroutine switching in for that task: the
+ * next task's start costs no switch. Only when the scheduler would pick that
+ * task next anyway: nothing ready, no inbox, no timer or poller to look at
+ * (find_work takes the rings and the global queue in the same order). A
+ * guest takes only tasks of the queue it helps, as eg__coro_help does. Returns NULL to
+ * end the coroutine. */
+static eg__task *next_inline(eg__coro *co)
+{
+    carrier *c = co->runner;
+    if (c != co->car)
+        return NULL; /* a rescuer runs it: let the scheduler decide */
+    if (__atomic_load_n(&c->ready_head, __ATOMIC_RELAXED) ||
+        atomic_load_explicit(&c->inbox, memory_order_relaxed) ||
+        atomic_load_explicit(&c->nheap, memory_order_relaxed) ||
+        atomic_load_explicit(&c->nfd, memory_order_relaxed) ||
+        atomic_load_explicit(&c->blocking, memory_order_relaxed) ||
+        atomic_load_explicit(&c->retired, memory_order_relaxed))
+        return NULL;
+    if (c->guest &&
+        atomic_load_explicit(&c->nlive, memory_order_relaxed) >= GUEST_MAX_LIVE)
+        return NULL;
+    unsigned tick = c->schedtick + 1;
+    eg__task *t = NULL;
+    if (c->guest) {
+        t = runq_get(c);
+        if (t && t->queue != c->help_q) {
+            /* Not ours to run here (eg__coro_help's rule): to the carriers. */
+            global_put_batch(t, t, 1);
+            wakep();
+            return NULL;
+        }
+        if (!t)
+            t = global_take_queue(c->help_q);
+    } else {
+        /* find_work's order: now and then the global queue first. */
+        if (tick % 61 == 0)
+            t = global_get(c);
+        if (!t)
+            t = runq_get(c);
+        if (!t)
+            t = global_get(c);
+    }
+    if (!t)
+        return NULL;
+    c->schedtick = tick;
+    /* A switch for the monitor, which takes a carrier that stays in one
+     * coroutine for long for stuck. */
+    atomic_store_explicit(&c->tick,
+                          atomic_load_explicit(&c->tick, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_fetch_add_explicit(&G.st_started, 1, memory_order_relaxed);
+    return t;
 }
 
 /* On the runner c's thread, after co switched out: co goes back to its
@@ -1623,7 +1692,6 @@ static int coro_submit(eg__task *t, eg__queue *q)
  * tasks of that group still in the global queue (carriers may have taken
  * others), and returns once those and every coroutine it started are done,
  * because its coroutines cannot move to another carrier. */
-#define GUEST_MAX_LIVE 64
 static pthread_key_t guest_key;
 static pthread_once_t guest_once = PTHREAD_ONCE_INIT;
 
@@ -1735,6 +1803,7 @@ void eg__coro_help(eg__queue *q)
     c->tsan_fiber = __tsan_get_current_fiber();
 #endif
     tls_car = c;
+    c->help_q = q;
     for (;;) {
         run_timers(c);
         drain_inbox(c);
@@ -1777,6 +1846,7 @@ void eg__coro_help(eg__queue *q)
             poll_events(c, timer_timeout(c));
         atomic_store(&c->sleeping, 0);
     }
+    c->help_q = NULL;
     tls_car = NULL;
 }
 
