@@ -44,6 +44,7 @@ struct httpstub {
     httpstub_record log[LOG_MAX];
     size_t log_head, log_count;
     long counts[HTTPSTUB_STOPPED + 1]; /* every record, by outcome */
+    long pending;                      /* requests read whose answer is not yet due */
 };
 
 struct conn {
@@ -64,6 +65,13 @@ const char *httpstub_outcome_name(enum httpstub_outcome o)
         return "stopped";
     }
     return "?";
+}
+
+static void add_pending(httpstub *s, long d)
+{
+    pthread_mutex_lock(&s->mu);
+    s->pending += d;
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void record(httpstub *s, const httpstub_record *r)
@@ -159,7 +167,9 @@ static int serve_conn(eg_ctx *ctx, void *arg)
     char path[256];
     if (read_request(ctx, c->fd, path, sizeof path) == 0) {
         int64_t received = eg_now();
+        add_pending(s, 1);
         r.outcome = wait_until_due(ctx, s, c->fd);
+        add_pending(s, -1);
         r.after_ns = eg_now() - received;
         if (r.outcome == HTTPSTUB_ANSWERED)
             answer(ctx, s, c->fd, path);
@@ -274,6 +284,14 @@ void httpstub_counts(httpstub *s, long counts[HTTPSTUB_STOPPED + 1])
     pthread_mutex_lock(&s->mu);
     memcpy(counts, s->counts, sizeof s->counts);
     pthread_mutex_unlock(&s->mu);
+}
+
+long httpstub_pending(httpstub *s)
+{
+    pthread_mutex_lock(&s->mu);
+    long n = s->pending;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 void httpstub_stop(httpstub *s)

@@ -45,6 +45,10 @@ int httpstub_next(httpstub *s, httpstub_record *r, int64_t timeout_ns);
  * unlike httpstub_next, never forgets one. */
 void httpstub_counts(httpstub *s, long counts[HTTPSTUB_STOPPED + 1]);
 
+/* How many connections have sent their request and wait for its answer
+ * now. */
+long httpstub_pending(httpstub *s);
+
 /* Stops accepting, ends open connections, waits for the stub's tasks and
  * frees it. NULL-safe. */
 void httpstub_stop(httpstub *s);

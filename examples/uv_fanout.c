@@ -10,7 +10,8 @@
  *                    server cancels the request's group, which closes the
  *                    three backend connections
  *   GET /stats       counters: requests, answered, cancelled (by a client
- *                    disconnect), the backends' aborted connections, and
+ *                    disconnect), the backends' aborted connections, the
+ *                    slow backends' requests waiting for an answer, and
  *                    the event loop's worst lag in microseconds
  *                    (/stats?reset: then starts measuring the lag afresh)
  *
@@ -264,8 +265,9 @@ static void start_request(struct conn *c, bool use_slow, const char *id)
 
 static void answer_stats(struct conn *c, bool reset)
 {
-    long aborted = 0;
+    long aborted = 0, pending = 0;
     for (int i = 0; i < NBACKENDS; i++) {
+        pending += httpstub_pending(slow[i]);
         long counts[HTTPSTUB_STOPPED + 1];
         httpstub_counts(slow[i], counts);
         aborted += counts[HTTPSTUB_CLIENT_CLOSED];
@@ -273,11 +275,11 @@ static void answer_stats(struct conn *c, bool reset)
         aborted += counts[HTTPSTUB_CLIENT_CLOSED];
     }
     char body[256];
-    snprintf(
-        body, sizeof body,
-        "requests=%ld answered=%ld cancelled=%ld backend_aborted=%ld max_lag_us=%llu\n",
-        stats.requests, stats.answered, stats.cancelled, aborted,
-        (unsigned long long)(stats.max_lag_ns / 1000));
+    snprintf(body, sizeof body,
+             "requests=%ld answered=%ld cancelled=%ld backend_aborted=%ld "
+             "slow_pending=%ld max_lag_us=%llu\n",
+             stats.requests, stats.answered, stats.cancelled, aborted, pending,
+             (unsigned long long)(stats.max_lag_ns / 1000));
     if (reset)
         stats.max_lag_ns = 0;
     respond(c, 200, body);
