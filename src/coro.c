@@ -20,17 +20,23 @@
  *           eventfd that wakes the carrier when it sleeps.
  *
  * Unstarted tasks cost no stack: a coroutine record and a stack are taken
- * when a carrier first runs the task, from per-carrier caches.
+ * when a carrier first runs the task, from per-carrier caches. A coroutine
+ * whose task returned without parking runs the next unstarted task itself
+ * when the scheduler would pick that one next anyway (next_inline).
  *
  * Waking carriers. A carrier with nothing to run becomes "spinning" (looks
  * at the global queue and steals) if fewer than half the carriers spin,
  * then lists itself idle and sleeps in epoll_wait. New unstarted work wakes
  * an idle carrier only when no carrier spins (wakep); a spinner that finds
  * work wakes the next one, so a burst of submissions ramps up carriers one
- * wake at a time, off the submitter. A coroutine made ready by another
- * thread goes to its own carrier's inbox, and the carrier is woken only if
- * it is asleep: the sleeping flag is exchanged to 0 by the first waker, so
- * a cancel that readies a thousand coroutines wakes each carrier once.
+ * wake at a time, off the submitter. While some thread spins in
+ * eg__spin_wait (an eg_go at a group's limit, an eg_wait), a spinning
+ * carrier keeps looking for up to EG__SPIN_NS before it sleeps, so the
+ * waiter's next submission finds it awake (spin_for_work). A coroutine
+ * made ready by another thread goes to its own carrier's inbox, and the
+ * carrier is woken only if it is asleep: the sleeping flag is exchanged to
+ * 0 by the first waker, so a cancel that readies a thousand coroutines
+ * wakes each carrier once.
  *
  * Parking (see eg__coro_park): the coroutine switches out with status
  * PARKING; back on the scheduler's stack the carrier CASes the park state
