@@ -20,17 +20,23 @@
  *           eventfd that wakes the carrier when it sleeps.
  *
  * Unstarted tasks cost no stack: a coroutine record and a stack are taken
- * when a carrier first runs the task, from per-carrier caches.
+ * when a carrier first runs the task, from per-carrier caches. A coroutine
+ * whose task returned without parking runs the next unstarted task itself
+ * when the scheduler would pick that one next anyway (next_inline).
  *
  * Waking carriers. A carrier with nothing to run becomes "spinning" (looks
  * at the global queue and steals) if fewer than half the carriers spin,
  * then lists itself idle and sleeps in epoll_wait. New unstarted work wakes
  * an idle carrier only when no carrier spins (wakep); a spinner that finds
  * work wakes the next one, so a burst of submissions ramps up carriers one
- * wake at a time, off the submitter. A coroutine made ready by another
- * thread goes to its own carrier's inbox, and the carrier is woken only if
- * it is asleep: the sleeping flag is exchanged to 0 by the first waker, so
- * a cancel that readies a thousand coroutines wakes each carrier once.
+ * wake at a time, off the submitter. While some thread spins in
+ * eg__spin_wait (an eg_go at a group's limit, an eg_wait), a spinning
+ * carrier keeps looking for up to EG__SPIN_NS before it sleeps, so the
+ * waiter's next submission finds it awake (spin_for_work). A coroutine
+ * made ready by another thread goes to its own carrier's inbox, and the
+ * carrier is woken only if it is asleep: the sleeping flag is exchanged to
+ * 0 by the first waker, so a cancel that readies a thousand coroutines
+ * wakes each carrier once.
  *
  * Parking (see eg__coro_park): the coroutine switches out with status
  * PARKING; back on the scheduler's stack the carrier CASes the park state
@@ -103,6 +109,8 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #define STUCK_NS (10 * EG_NSEC_PER_MSEC)
 #define MONITOR_NS (2 * EG_NSEC_PER_MSEC)
 #define NO_HEAP SIZE_MAX
+/* Coroutines a guest carrier (eg__coro_help) keeps at most. */
+#define GUEST_MAX_LIVE 64
 
 typedef struct carrier carrier;
 
@@ -163,7 +171,8 @@ struct carrier {
     int ep, evfd;
     bool spinning;
     bool rescue;
-    bool guest; /* a waiting thread's temporary carrier */
+    bool guest;        /* a waiting thread's temporary carrier */
+    eg__queue *help_q; /* a guest's: the queue eg__coro_help runs */
     unsigned schedtick;
     uint32_t rnd;
     eg__mctx sched;
@@ -203,6 +212,9 @@ static struct {
     atomic_bool mon_kick;
     atomic_bool mon_parked; /* the monitor waits without a timeout */
     atomic_long st_started, st_wakes, st_steals, st_rescues;
+    /* Threads in eg__spin_wait, and when the last one stopped (eg_now). */
+    _Alignas(64) atomic_int nwatch;
+    _Atomic int64_t watch_end;
 } G = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .gq_mu = PTHREAD_MUTEX_INITIALIZER,
@@ -669,6 +681,9 @@ static void switch_out(eg__coro *co)
 #endif
 }
 
+static eg__task *next_inline(eg__coro *co);
+static eg__task *global_take_queue(eg__queue *q);
+
 static void coro_entry(void *arg)
 {
     eg__coro *co = arg;
@@ -676,7 +691,14 @@ static void coro_entry(void *arg)
     __sanitizer_finish_switch_fiber(NULL, &co->runner->sched_bottom,
                                     &co->runner->sched_size);
 #endif
-    co->task->run(co->task);
+    for (;;) {
+        co->task->run(co->task);
+        eg__task *t = next_inline(co);
+        if (!t)
+            break;
+        co->task = t;
+        errno = 0; /* as a fresh coroutine starts */
+    }
     co->status = ST_DONE;
     switch_out(co);
     abort(); /* a done coroutine is never resumed */
@@ -899,6 +921,62 @@ static void start_task(carrier *c, eg__task *t)
     atomic_fetch_add_explicit(&G.st_started, 1, memory_order_relaxed);
     switch_in(c, co);
     after_switch(c, co);
+}
+
+/* A coroutine whose task returned without parking runs the carrier's next
+ * unstarted task on the same stack, instead of switching out, freeing its
+ * stack and record, and a fresh coroutine switching in for that task: the
+ * next task's start costs no switch. Only when the scheduler would pick that
+ * task next anyway: nothing ready, no inbox, no timer or poller to look at
+ * (find_work takes the rings and the global queue in the same order). A
+ * guest takes only tasks of the queue it helps, as eg__coro_help does. Returns NULL to
+ * end the coroutine. */
+static eg__task *next_inline(eg__coro *co)
+{
+    carrier *c = co->runner;
+    if (c != co->car)
+        return NULL; /* a rescuer runs it: let the scheduler decide */
+    if (__atomic_load_n(&c->ready_head, __ATOMIC_RELAXED) ||
+        atomic_load_explicit(&c->inbox, memory_order_relaxed) ||
+        atomic_load_explicit(&c->nheap, memory_order_relaxed) ||
+        atomic_load_explicit(&c->nfd, memory_order_relaxed) ||
+        atomic_load_explicit(&c->blocking, memory_order_relaxed) ||
+        atomic_load_explicit(&c->retired, memory_order_relaxed))
+        return NULL;
+    if (c->guest &&
+        atomic_load_explicit(&c->nlive, memory_order_relaxed) >= GUEST_MAX_LIVE)
+        return NULL;
+    unsigned tick = c->schedtick + 1;
+    eg__task *t = NULL;
+    if (c->guest) {
+        t = runq_get(c);
+        if (t && t->queue != c->help_q) {
+            /* Not ours to run here (eg__coro_help's rule): to the carriers. */
+            global_put_batch(t, t, 1);
+            wakep();
+            return NULL;
+        }
+        if (!t)
+            t = global_take_queue(c->help_q);
+    } else {
+        /* find_work's order: now and then the global queue first. */
+        if (tick % 61 == 0)
+            t = global_get(c);
+        if (!t)
+            t = runq_get(c);
+        if (!t)
+            t = global_get(c);
+    }
+    if (!t)
+        return NULL;
+    c->schedtick = tick;
+    /* A switch for the monitor, which takes a carrier that stays in one
+     * coroutine for long for stuck. */
+    atomic_store_explicit(&c->tick,
+                          atomic_load_explicit(&c->tick, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_fetch_add_explicit(&G.st_started, 1, memory_order_relaxed);
+    return t;
 }
 
 /* On the runner c's thread, after co switched out: co goes back to its
@@ -1147,9 +1225,75 @@ static bool carrier_sleep(carrier *c)
     return true;
 }
 
+/* A spinning carrier that found nothing looks again for a moment before it
+ * sleeps (Go's spinning M, with a time bound like the pool's idle workers)
+ * while a thread spins in eg__spin_wait or did so a moment ago (a
+ * "watcher": an eg_go waiting at a group's limit, about to submit the next
+ * task, or an eg_wait): the submission then needs no thread wake, since
+ * wakep sees the spinner. Returns true when something may be runnable,
+ * false once *until (set on the first call of an idle stretch) passed or
+ * no thread watches. */
+#define CARRIER_SPIN_NS EG__SPIN_NS
+#define CARRIER_YIELD_NS (4 * EG_NSEC_PER_USEC)
+#define CARRIER_WATCH_NS (5 * EG_NSEC_PER_USEC)
+
+void eg__coro_watch_begin(void)
+{
+    /* Relaxed: a hint for spinning carriers; missing it costs a wake. */
+    atomic_fetch_add_explicit(&G.nwatch, 1, memory_order_relaxed);
+}
+
+void eg__coro_watch_end(void)
+{
+    atomic_store_explicit(&G.watch_end, eg_now(), memory_order_relaxed);
+    atomic_fetch_sub_explicit(&G.nwatch, 1, memory_order_relaxed);
+}
+
+/* Whether a thread spins for a result now or did a moment ago. */
+static bool watched(int64_t now)
+{
+    return atomic_load_explicit(&G.nwatch, memory_order_relaxed) > 0 ||
+           now - atomic_load_explicit(&G.watch_end, memory_order_relaxed) <
+               CARRIER_WATCH_NS;
+}
+
+static bool spin_for_work(carrier *c, int64_t *until)
+{
+    int64_t now = eg_now(), last_yield = now;
+    if (*until == 0)
+        *until = now + CARRIER_SPIN_NS;
+    if (!watched(now))
+        return false;
+    for (unsigned i = 1; now < *until; i++) {
+        if (atomic_load_explicit(&c->inbox, memory_order_relaxed) ||
+            __atomic_load_n(&c->ready_head, __ATOMIC_RELAXED) || any_runq_work())
+            return true;
+        eg__spin_pause();
+        if ((i & 7) == 0) {
+            now = eg_now();
+            if (!watched(now))
+                return false;
+            if (now - last_yield > CARRIER_YIELD_NS) {
+                /* On few cores the thread we wait for must get to run. */
+                sched_yield();
+                last_yield = now;
+                if (atomic_load_explicit(&c->nfd, memory_order_relaxed)) {
+                    poll_events(c, 0);
+                    if (__atomic_load_n(&c->ready_head, __ATOMIC_RELAXED))
+                        return true;
+                }
+                if (atomic_load_explicit(&c->nheap, memory_order_relaxed))
+                    return true; /* find_work runs the due timers, then here */
+            }
+        }
+    }
+    return false;
+}
+
 /* The next thing to run: a ready coroutine (*co) or an unstarted task. */
 static bool find_work(carrier *c, eg__coro **co, eg__task **t)
 {
+    int64_t spin_until = 0;
     for (;;) {
         c->schedtick++;
         run_timers(c);
@@ -1180,8 +1324,11 @@ static bool find_work(carrier *c, eg__coro **co, eg__task **t)
         }
         if (c->spinning && (*t = steal_work(c)))
             goto found;
+        if (c->spinning && spin_for_work(c, &spin_until))
+            continue;
         if (!carrier_sleep(c))
             return false;
+        spin_until = 0;
     }
 found:
     stop_spinning(c, true);
@@ -1326,8 +1473,9 @@ static void *monitor_main(void *arg)
         pthread_mutex_lock(&G.mon_mu);
         if (!atomic_exchange(&G.mon_kick, false)) {
             if (busy) {
+                /* CLOCK_REALTIME: mon_cond has the default clock. */
                 struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
+                clock_gettime(CLOCK_REALTIME, &ts);
                 int64_t d =
                     (int64_t)ts.tv_sec * EG_NSEC_PER_SEC + ts.tv_nsec + MONITOR_NS;
                 eg__ts_from_ns(&ts, d);
@@ -1550,7 +1698,6 @@ static int coro_submit(eg__task *t, eg__queue *q)
  * tasks of that group still in the global queue (carriers may have taken
  * others), and returns once those and every coroutine it started are done,
  * because its coroutines cannot move to another carrier. */
-#define GUEST_MAX_LIVE 64
 static pthread_key_t guest_key;
 static pthread_once_t guest_once = PTHREAD_ONCE_INIT;
 
@@ -1662,6 +1809,7 @@ void eg__coro_help(eg__queue *q)
     c->tsan_fiber = __tsan_get_current_fiber();
 #endif
     tls_car = c;
+    c->help_q = q;
     for (;;) {
         run_timers(c);
         drain_inbox(c);
@@ -1704,6 +1852,7 @@ void eg__coro_help(eg__queue *q)
             poll_events(c, timer_timeout(c));
         atomic_store(&c->sleeping, 0);
     }
+    c->help_q = NULL;
     tls_car = NULL;
 }
 

@@ -26,3 +26,5 @@ void eg__coro_blocking_end(void) {}
 void eg__coro_yield(void) {}
 void eg__coro_batch_begin(void) {}
 void eg__coro_batch_end(void) {}
+void eg__coro_watch_begin(void) {}
+void eg__coro_watch_end(void) {}

@@ -250,6 +250,7 @@ bool eg__spin_wait(bool (*done)(void *), void *arg)
         return false;
     /* While we spin, pool workers defer waking each other (pool.c). */
     eg__pool_watch_begin();
+    eg__coro_watch_begin();
     int64_t now = eg_now(), last_yield = now, until = now + EG__SPIN_NS;
     bool ok;
     while (!(ok = done(arg)) && (now = eg_now()) < until) {
@@ -260,6 +261,7 @@ bool eg__spin_wait(bool (*done)(void *), void *arg)
             last_yield = now;
         }
     }
+    eg__coro_watch_end();
     eg__pool_watch_end();
     return ok;
 }

@@ -121,5 +121,11 @@ EG_HIDDEN void eg__coro_yield(void);
  * that releases many coroutines wakes each carrier once. Any thread. */
 EG_HIDDEN void eg__coro_batch_begin(void);
 EG_HIDDEN void eg__coro_batch_end(void);
+/* Bracket a thread's eg__spin_wait: while a thread spins for a result (and
+ * for a moment after, when it usually submits the next task), an idle
+ * carrier spins for work too instead of sleeping, so the hand-off needs no
+ * thread wake. Any thread; cheap. */
+EG_HIDDEN void eg__coro_watch_begin(void);
+EG_HIDDEN void eg__coro_watch_end(void);
 
 #endif
