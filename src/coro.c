@@ -68,6 +68,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1047,8 +1048,8 @@ static void run_timers(carrier *c)
     pthread_mutex_unlock(&c->heap_mu);
 }
 
-/* Milliseconds until c's next deadline (-1: none), for epoll_wait. */
-static int timer_timeout(carrier *c)
+/* Nanoseconds until c's next deadline (-1: none; 0: due), for the poller. */
+static int64_t timer_timeout(carrier *c)
 {
     if (!atomic_load_explicit(&c->nheap, memory_order_relaxed))
         return -1;
@@ -1057,18 +1058,39 @@ static int timer_timeout(carrier *c)
     pthread_mutex_unlock(&c->heap_mu);
     if (d == INT64_MAX)
         return -1;
-    if (d <= 0)
-        return 0;
-    if (d > (int64_t)INT_MAX * EG_NSEC_PER_MSEC)
-        return INT_MAX;
-    return (int)((d + EG_NSEC_PER_MSEC - 1) / EG_NSEC_PER_MSEC);
+    return d > 0 ? d : 0;
 }
 
-/* Harvests the poller; timeout_ms as for epoll_wait. */
-static void poll_events(carrier *c, int timeout_ms)
+/* epoll_wait with a nanosecond timeout: epoll_pwait2 (Linux 5.11), else
+ * epoll_wait rounded up to whole milliseconds. */
+static int epoll_wait_ns(int ep, struct epoll_event *evs, int max, int64_t timeout_ns)
+{
+#ifdef SYS_epoll_pwait2
+    static atomic_bool no_pwait2;
+    if (timeout_ns > 0 && !atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+        struct timespec ts = {.tv_sec = timeout_ns / EG_NSEC_PER_SEC,
+                              .tv_nsec = timeout_ns % EG_NSEC_PER_SEC};
+        long n = syscall(SYS_epoll_pwait2, ep, evs, max, &ts, NULL, (size_t)0);
+        if (n >= 0 || errno != ENOSYS)
+            return (int)n;
+        atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
+    }
+#endif
+    int ms;
+    if (timeout_ns < 0)
+        ms = -1;
+    else if (timeout_ns > (int64_t)INT_MAX * EG_NSEC_PER_MSEC)
+        ms = INT_MAX;
+    else
+        ms = (int)((timeout_ns + EG_NSEC_PER_MSEC - 1) / EG_NSEC_PER_MSEC);
+    return epoll_wait(ep, evs, max, ms);
+}
+
+/* Harvests the poller; timeout_ns as timer_timeout gives it (-1: none). */
+static void poll_events(carrier *c, int64_t timeout_ns)
 {
     struct epoll_event evs[64];
-    int n = epoll_wait(c->ep, evs, 64, timeout_ms);
+    int n = epoll_wait_ns(c->ep, evs, 64, timeout_ns);
     for (int i = 0; i < n; i++) {
         if (evs[i].data.ptr == NULL) {
             uint64_t v;
