@@ -64,9 +64,15 @@ struct eg_chan {
     unsigned char buf[]; /* cap * elem_size bytes */
 };
 
-static void queue_push(chan_queue *q, chan_waiter *w) { eg__list_push(q, &w->link); }
+static void queue_push(chan_queue *q, chan_waiter *w)
+{
+    eg__list_push(q, &w->link);
+}
 
-static void queue_unlink(chan_queue *q, chan_waiter *w) { eg__list_unlink(q, &w->link); }
+static void queue_unlink(chan_queue *q, chan_waiter *w)
+{
+    eg__list_unlink(q, &w->link);
+}
 
 /* Unlinks and returns the oldest waiter of q, or NULL. Called with mu held. */
 static chan_waiter *queue_pop(chan_queue *q)

@@ -8,9 +8,15 @@
 
 #include "internal.h"
 
-unsigned eg_version(void) { return EG_VERSION_HEX; }
+unsigned eg_version(void)
+{
+    return EG_VERSION_HEX;
+}
 
-const char *eg_version_string(void) { return EG_VERSION_STRING; }
+const char *eg_version_string(void)
+{
+    return EG_VERSION_STRING;
+}
 
 int64_t eg_now(void)
 {

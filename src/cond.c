@@ -45,7 +45,10 @@ typedef struct {
     eg__parker *parker;
 } parked_watch;
 
-static void parked_wake(eg__waiter *w) { eg__unpark(((parked_watch *)w)->parker); }
+static void parked_wake(eg__waiter *w)
+{
+    eg__unpark(((parked_watch *)w)->parker);
+}
 
 int eg__wait_parked(eg_ctx *ctx, pthread_mutex_t *mu, eg__parker *p)
 {
@@ -116,7 +119,7 @@ static void *waker_main(void *arg)
             continue;
         /* Back off from 10 us up to 1 ms while a mutex stays busy. */
         backoff_ns = backoff_ns ? (backoff_ns * 2 > EG_NSEC_PER_MSEC ? EG_NSEC_PER_MSEC
-                                                                      : backoff_ns * 2)
+                                                                     : backoff_ns * 2)
                                 : 10 * EG_NSEC_PER_USEC;
         pthread_mutex_unlock(&W.mu);
         struct timespec ts = {0, backoff_ns};

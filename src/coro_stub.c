@@ -7,14 +7,20 @@
 
 const eg__exec eg__exec_coro = {.kind = EG_EXEC_CORO};
 
-void *eg__coro_self(void) { return NULL; }
+void *eg__coro_self(void)
+{
+    return NULL;
+}
 
 int eg__coro_futex_wait(atomic_uint *word, unsigned expected, int64_t deadline_ns)
 {
     return -ENOTSUP;
 }
 
-int eg__coro_futex_wake(atomic_uint *word, int n) { return 0; }
+int eg__coro_futex_wake(atomic_uint *word, int n)
+{
+    return 0;
+}
 
 int eg__coro_wait_fd(eg_ctx *ctx, int fd, short events, int64_t deadline_ns)
 {

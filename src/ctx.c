@@ -61,13 +61,13 @@ struct eg_ctx {
     atomic_int err;
     int cause; /* written before err is released */
     pthread_mutex_t mu;
-    atomic_int nwait; /* eg_ctx_wait sleepers on err (eg__futex_wait) */
-    eg_ctx *attach; /* whose children list holds this one */
-    bool linked;    /* in attach->children; guarded by attach->mu */
-    eg__link sib;   /* in attach->children */
+    atomic_int nwait;  /* eg_ctx_wait sleepers on err (eg__futex_wait) */
+    eg_ctx *attach;    /* whose children list holds this one */
+    bool linked;       /* in attach->children; guarded by attach->mu */
+    eg__link sib;      /* in attach->children */
     eg__list children; /* of eg_ctx, through sib */
     eg__list waiters;  /* of eg__waiter, through link */
-    int fd, wfd; /* eg_ctx_fd: eventfd (wfd == fd) or pipe; -1 until asked */
+    int fd, wfd;       /* eg_ctx_fd: eventfd (wfd == fd) or pipe; -1 until asked */
     bool has_timer;
     int deadline_cause;
     eg__timer timer;
@@ -79,7 +79,10 @@ struct eg_ctx {
 
 static eg_ctx background = {.kind = K_BACKGROUND, .deadline = NO_DEADLINE};
 
-eg_ctx *eg_background(void) { return &background; }
+eg_ctx *eg_background(void)
+{
+    return &background;
+}
 
 /* ---- reference counting ------------------------------------------------ */
 
@@ -140,8 +143,8 @@ static bool ctx_try_retain(eg_ctx *c)
     while (r > 0)
         /* Relaxed: as eg_ctx_retain; the caller holds c's attach lock, so
          * c is not freed meanwhile. */
-        if (atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1, memory_order_relaxed,
-                                                  memory_order_relaxed))
+        if (atomic_compare_exchange_weak_explicit(
+                &c->refs, &r, r + 1, memory_order_relaxed, memory_order_relaxed))
             return true;
     return false;
 }
@@ -169,9 +172,15 @@ static void signal_fd(eg_ctx *c)
  * and coroutines alike): one wake releases every sleeper, and none has to
  * take the context's lock again to leave. The word only ever goes from 0 to
  * an error, so a sleeper that sees 0 and sleeps on 0 cannot miss it. */
-static atomic_uint *err_word(eg_ctx *c) { return (atomic_uint *)(void *)&c->err; }
+static atomic_uint *err_word(eg_ctx *c)
+{
+    return (atomic_uint *)(void *)&c->err;
+}
 
-static void wake_sleepers(eg_ctx *c) { eg__futex_wake(err_word(c), INT_MAX); }
+static void wake_sleepers(eg_ctx *c)
+{
+    eg__futex_wake(err_word(c), INT_MAX);
+}
 
 /* Sleeps while err == 0, until deadline_ns (NO_DEADLINE: no limit). */
 static int sleep_on_err(eg_ctx *c, int64_t deadline_ns)
@@ -384,7 +393,10 @@ static eg_ctx *new_cancel(eg_ctx *parent, int64_t deadline, int cause)
     return c;
 }
 
-eg_ctx *eg_with_cancel(eg_ctx *parent) { return new_cancel(parent, NO_DEADLINE, 0); }
+eg_ctx *eg_with_cancel(eg_ctx *parent)
+{
+    return new_cancel(parent, NO_DEADLINE, 0);
+}
 
 eg_ctx *eg_with_deadline(eg_ctx *parent, int64_t deadline_ns)
 {
@@ -447,7 +459,10 @@ int eg_ctx_err(eg_ctx *ctx)
     return c ? atomic_load_explicit(&c->err, memory_order_acquire) : 0;
 }
 
-bool eg_ctx_done(eg_ctx *ctx) { return eg_ctx_err(ctx) != 0; }
+bool eg_ctx_done(eg_ctx *ctx)
+{
+    return eg_ctx_err(ctx) != 0;
+}
 
 int eg_ctx_cause(eg_ctx *ctx)
 {
@@ -497,7 +512,10 @@ int eg_ctx_wait_until(eg_ctx *ctx, int64_t deadline_ns)
     return sleep_on_err(c, deadline_ns);
 }
 
-int eg_ctx_wait(eg_ctx *ctx) { return eg_ctx_wait_until(ctx, NO_DEADLINE); }
+int eg_ctx_wait(eg_ctx *ctx)
+{
+    return eg_ctx_wait_until(ctx, NO_DEADLINE);
+}
 
 int eg__ctx_watch(eg_ctx *ctx, eg__waiter *w)
 {

@@ -133,19 +133,17 @@ int eg__park(eg__parker *p, int64_t deadline_ns)
     unsigned s = EG__PARK_WAITING;
     /* Acquire on every read that can see NOTIFIED: the unparker's writes
      * before eg__unpark happen before the owner's reads after eg__park. */
-    if (!atomic_compare_exchange_strong_explicit(&p->state, &s, PARK_SLEEPING,
-                                                 memory_order_acquire,
-                                                 memory_order_acquire))
+    if (!atomic_compare_exchange_strong_explicit(
+            &p->state, &s, PARK_SLEEPING, memory_order_acquire, memory_order_acquire))
         return s == EG__PARK_NOTIFIED ? 0 : -ETIMEDOUT;
     for (;;) {
         int rc = eg__futex_wait(&p->state, PARK_SLEEPING, deadline_ns);
         s = atomic_load_explicit(&p->state, memory_order_acquire);
         if (s == EG__PARK_NOTIFIED)
             return 0;
-        if (rc == -ETIMEDOUT &&
-            atomic_compare_exchange_strong_explicit(&p->state, &s, EG__PARK_TIMEDOUT,
-                                                    memory_order_acquire,
-                                                    memory_order_acquire))
+        if (rc == -ETIMEDOUT && atomic_compare_exchange_strong_explicit(
+                                    &p->state, &s, EG__PARK_TIMEDOUT,
+                                    memory_order_acquire, memory_order_acquire))
             return -ETIMEDOUT;
         if (s == EG__PARK_NOTIFIED)
             return 0;

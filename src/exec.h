@@ -109,7 +109,8 @@ EG_HIDDEN void eg__blocking_end(void);
 
 /* Non-NULL when the caller runs on a coroutine. */
 EG_HIDDEN void *eg__coro_self(void);
-EG_HIDDEN int eg__coro_futex_wait(atomic_uint *word, unsigned expected, int64_t deadline_ns);
+EG_HIDDEN int eg__coro_futex_wait(atomic_uint *word, unsigned expected,
+                                  int64_t deadline_ns);
 /* Wakes coroutines parked on word; returns how many. */
 EG_HIDDEN int eg__coro_futex_wake(atomic_uint *word, int n);
 EG_HIDDEN int eg__coro_wait_fd(eg_ctx *ctx, int fd, short events, int64_t deadline_ns);

@@ -41,7 +41,10 @@ static bool fault_hit(int kind)
     }
 }
 
-void *eg__malloc(size_t n) { return fault_hit(EG_FAULT_MALLOC) ? NULL : malloc(n); }
+void *eg__malloc(size_t n)
+{
+    return fault_hit(EG_FAULT_MALLOC) ? NULL : malloc(n);
+}
 
 void *eg__calloc(size_t n, size_t size)
 {
@@ -61,7 +64,10 @@ int eg__pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *
     return EAGAIN;
 }
 
-bool eg__fault_fd(void) { return fault_hit(EG_FAULT_FD); }
+bool eg__fault_fd(void)
+{
+    return fault_hit(EG_FAULT_FD);
+}
 
 #else
 /* ISO C forbids an empty translation unit. */

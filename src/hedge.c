@@ -62,8 +62,8 @@ static void wait_for_next(hedge *h, eg_ctx *ctx, int64_t delay_ns)
     pthread_mutex_unlock(&h->mu);
 }
 
-int eg_hedge(eg_ctx *parent, eg_fn fn, void *const *args, int attempts,
-             int64_t delay_ns, int *winner)
+int eg_hedge(eg_ctx *parent, eg_fn fn, void *const *args, int attempts, int64_t delay_ns,
+             int *winner)
 {
     if (winner)
         *winner = -1;

@@ -102,7 +102,7 @@ EG_HIDDEN eg__task *eg__pool_take(eg__queue *q);
 typedef struct eg__timer eg__timer;
 struct eg__timer {
     int64_t when;
-    size_t index; /* in the heap; SIZE_MAX when not armed */
+    size_t index;               /* in the heap; SIZE_MAX when not armed */
     void (*fire)(eg__timer *t); /* called on the timer thread, unlocked */
 };
 /* Arms t to fire at t->when. Returns 0 or -ENOMEM/-EAGAIN. */
@@ -159,7 +159,10 @@ static inline int64_t eg__add_sat(int64_t a, int64_t b)
     return r;
 }
 /* eg_now() + ns, saturated (INT64_MAX: no deadline). */
-static inline int64_t eg__deadline_after(int64_t ns) { return eg__add_sat(eg_now(), ns); }
+static inline int64_t eg__deadline_after(int64_t ns)
+{
+    return eg__add_sat(eg_now(), ns);
+}
 
 /* ---- fork.c: what survives fork() --------------------------------------- */
 /* Bumped in the child after every fork: state stamped with an older
@@ -197,7 +200,7 @@ typedef struct eg__print_info {
     bool has_winner;
     size_t winner_index; /* in v; SIZE_MAX: none known */
     size_t ndetached;
-    int err;             /* what eg_wait returns */
+    int err; /* what eg_wait returns */
 } eg__print_info;
 EG_HIDDEN size_t eg__group_print_info(eg_group *g, eg__print_info *pi);
 

@@ -101,7 +101,10 @@ static bool gate_try(eg_ctx *ctx, int fd, int *err)
     return false;
 }
 
-static void gate_release(int fd) { pthread_mutex_unlock(&gates[(unsigned)fd % GATES]); }
+static void gate_release(int fd)
+{
+    pthread_mutex_unlock(&gates[(unsigned)fd % GATES]);
+}
 
 /* How an fd is driven; see the top of the file. */
 enum io_mode { IO_NONBLOCK, IO_SOCKET, IO_BLOCKING, IO_FILE };
@@ -132,8 +135,8 @@ static bool ready_now(int fd, short events)
 
 /* One read (into rbuf) or write (from wbuf) under the rules at the top.
  * errno is clobbered. */
-static ssize_t transfer(eg_ctx *ctx, int fd, bool reading, void *rbuf,
-                        const void *wbuf, size_t len)
+static ssize_t transfer(eg_ctx *ctx, int fd, bool reading, void *rbuf, const void *wbuf,
+                        size_t len)
 {
     int mode = io_mode(fd);
     if (mode < 0)
@@ -151,7 +154,8 @@ static ssize_t transfer(eg_ctx *ctx, int fd, bool reading, void *rbuf,
         }
         ssize_t n;
         if (mode == IO_SOCKET) {
-            n = reading ? recv(fd, rbuf, len, MSG_DONTWAIT) : send(fd, wbuf, len, MSG_DONTWAIT);
+            n = reading ? recv(fd, rbuf, len, MSG_DONTWAIT)
+                        : send(fd, wbuf, len, MSG_DONTWAIT);
         } else if (gated) {
             int err = 0;
             if (!gate_try(ctx, fd, &err)) {
@@ -186,8 +190,8 @@ static ssize_t transfer(eg_ctx *ctx, int fd, bool reading, void *rbuf,
     }
 }
 
-static ssize_t io_call(eg_ctx *ctx, int fd, bool reading, void *rbuf,
-                       const void *wbuf, size_t len)
+static ssize_t io_call(eg_ctx *ctx, int fd, bool reading, void *rbuf, const void *wbuf,
+                       size_t len)
 {
     if (!ctx || (len && !(reading ? rbuf : wbuf)))
         return -EINVAL;
@@ -304,8 +308,7 @@ int eg_connect(eg_ctx *ctx, int fd, const struct sockaddr *addr, socklen_t len)
 
 /* accept4 under the rules at the top: a blocking listener is gated, as
  * accept4 has no per-call non-blocking flag. errno is clobbered. */
-static int accept_loop(eg_ctx *ctx, int fd, struct sockaddr *addr,
-                       socklen_t *len)
+static int accept_loop(eg_ctx *ctx, int fd, struct sockaddr *addr, socklen_t *len)
 {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0)

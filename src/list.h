@@ -22,7 +22,7 @@ typedef struct eg__list {
 } eg__list;
 
 #define EG__CONTAINER_OF(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void eg__list_push(eg__list *l, eg__link *n)
 {
@@ -48,7 +48,10 @@ static inline void eg__list_unlink(eg__list *l, eg__link *n)
     n->next = n->prev = NULL;
 }
 
-static inline bool eg__list_empty(const eg__list *l) { return !l->head; }
+static inline bool eg__list_empty(const eg__list *l)
+{
+    return !l->head;
+}
 
 /* Unlinks and returns the oldest node, or NULL. */
 static inline eg__link *eg__list_pop(eg__list *l)

@@ -102,9 +102,9 @@ static struct {
     bool configured;
     eg_pool_config cfg;
     uint64_t started;
-    atomic_int watchers;          /* threads spinning in eg__pool_watch_* */
-    atomic_llong pass_pending;    /* when a worker deferred its duty pass */
-    bool retry_armed;   /* retry_timer is armed */
+    atomic_int watchers;       /* threads spinning in eg__pool_watch_* */
+    atomic_llong pass_pending; /* when a worker deferred its duty pass */
+    bool retry_armed;          /* retry_timer is armed */
     eg__timer retry_timer;
     bool stall_armed;    /* stall_timer is armed */
     bool stall_reported; /* the current stall was reported */
@@ -140,7 +140,8 @@ static long long env_num(const char *name, long long dflt, long long lo, long lo
         ok = !__builtin_mul_overflow(v, unit_m, &v), end++;
     if (ok && !*end && v >= lo && v <= hi)
         return v;
-    fprintf(stderr, "errgroup: ignoring %s=%s (expected an integer in %lld..%lld); using %lld\n",
+    fprintf(stderr,
+            "errgroup: ignoring %s=%s (expected an integer in %lld..%lld); using %lld\n",
             name, s, lo, hi, dflt);
     return dflt;
 }
@@ -204,11 +205,12 @@ static void pool_init_once(void)
     if (!P.configured) {
         P.cfg.max_threads = (int)env_num("EG_MAX_THREADS", default_max_threads(), 1,
                                          CEILING_MAX_THREADS, 0, 0);
-        P.cfg.stack_size = (size_t)env_num("EG_STACK_SIZE", DEFAULT_STACK_SIZE, MIN_STACK_SIZE,
-                                           (long long)1 << 40, 1024, 1024 * 1024);
+        P.cfg.stack_size =
+            (size_t)env_num("EG_STACK_SIZE", DEFAULT_STACK_SIZE, MIN_STACK_SIZE,
+                            (long long)1 << 40, 1024, 1024 * 1024);
         /* ms, so INT64_MAX / 1e6 keeps the product in range. */
-        long long ms = env_num("EG_IDLE_TIMEOUT_MS", DEFAULT_IDLE_NS / EG_NSEC_PER_MSEC, 0,
-                               INT64_MAX / EG_NSEC_PER_MSEC, 0, 0);
+        long long ms = env_num("EG_IDLE_TIMEOUT_MS", DEFAULT_IDLE_NS / EG_NSEC_PER_MSEC,
+                               0, INT64_MAX / EG_NSEC_PER_MSEC, 0, 0);
         P.cfg.idle_timeout_ns = ms * EG_NSEC_PER_MSEC;
         P.cfg.stall_warning = env_num("EG_STALL_WARN", 1, 0, 1, 0, 0) ? 1 : -1;
         P.configured = true;
@@ -216,7 +218,10 @@ static void pool_init_once(void)
     eg__fork_init();
 }
 
-static inline void pool_init(void) { pthread_once(&pool_once, pool_init_once); }
+static inline void pool_init(void)
+{
+    pthread_once(&pool_once, pool_init_once);
+}
 
 int eg_pool_configure(const eg_pool_config *cfg)
 {
@@ -395,7 +400,10 @@ static int add_avail_locked(void)
     return 0;
 }
 
-static inline int avail(void) { return P.spinning + P.signaled; }
+static inline int avail(void)
+{
+    return P.spinning + P.signaled;
+}
 
 /* A thread start failed while queued work has no worker to look at it:
  * retry from the timer thread until one starts or a worker frees. Without
@@ -646,12 +654,13 @@ static void stall_fire(eg__timer *t)
     } else {
         if (!P.stall_reported) {
             P.stall_reported = true;
-            fprintf(stderr,
-                    "errgroup: %d task(s) queued for %lld ms with all %d pool threads busy "
-                    "(the maximum); raise it with EG_MAX_THREADS or eg_pool_configure() "
-                    "(EG_STALL_WARN=0 silences this)\n",
-                    P.queued, (long long)((now - oldest) / EG_NSEC_PER_MSEC),
-                    P.cfg.max_threads);
+            fprintf(
+                stderr,
+                "errgroup: %d task(s) queued for %lld ms with all %d pool threads busy "
+                "(the maximum); raise it with EG_MAX_THREADS or eg_pool_configure() "
+                "(EG_STALL_WARN=0 silences this)\n",
+                P.queued, (long long)((now - oldest) / EG_NSEC_PER_MSEC),
+                P.cfg.max_threads);
         }
         arm_stall_locked(eg__add_sat(now, STALL_NS));
     }
@@ -727,9 +736,15 @@ eg__task *eg__pool_take(eg__queue *q)
 
 /* fork.c takes P.mu before the timer lock (the pool arms timers under P.mu)
  * around fork(), so the child inherits consistent queues. */
-void eg__pool_atfork_prepare(void) { pthread_mutex_lock(&P.mu); }
+void eg__pool_atfork_prepare(void)
+{
+    pthread_mutex_lock(&P.mu);
+}
 
-void eg__pool_atfork_parent(void) { pthread_mutex_unlock(&P.mu); }
+void eg__pool_atfork_parent(void)
+{
+    pthread_mutex_unlock(&P.mu);
+}
 
 /* Threads do not survive fork, and nothing of the parent runs in the child:
  * every queue is emptied (the tasks are dropped, not run, not freed), the

@@ -153,8 +153,7 @@ static void cancel_and_drain(PGconn *conn)
 }
 
 /* The checks before sending: 1 to go on, else 0 and *rc. */
-static int precheck(eg_ctx *ctx, PGconn *conn, const char *query,
-                    PGresult **res, int *rc)
+static int precheck(eg_ctx *ctx, PGconn *conn, const char *query, PGresult **res, int *rc)
 {
     if (res)
         *res = NULL;
@@ -203,10 +202,9 @@ int eg_pq_exec(eg_ctx *ctx, PGconn *conn, const char *query, PGresult **res)
     return finish(ctx, conn, res);
 }
 
-int eg_pq_exec_params(eg_ctx *ctx, PGconn *conn, const char *query,
-                      int nparams, const Oid *types, const char *const *values,
-                      const int *lengths, const int *formats, int result_format,
-                      PGresult **res)
+int eg_pq_exec_params(eg_ctx *ctx, PGconn *conn, const char *query, int nparams,
+                      const Oid *types, const char *const *values, const int *lengths,
+                      const int *formats, int result_format, PGresult **res)
 {
     int rc;
     if (nparams < 0 || (nparams > 0 && !values)) {
@@ -216,8 +214,8 @@ int eg_pq_exec_params(eg_ctx *ctx, PGconn *conn, const char *query,
     }
     if (!precheck(ctx, conn, query, res, &rc))
         return rc;
-    if (!PQsendQueryParams(conn, query, nparams, types, values, lengths,
-                           formats, result_format))
+    if (!PQsendQueryParams(conn, query, nparams, types, values, lengths, formats,
+                           result_format))
         return conn_failed(conn);
     return finish(ctx, conn, res);
 }
@@ -229,8 +227,8 @@ int eg_pq_exec_params(eg_ctx *ctx, PGconn *conn, const char *query,
  * process's locale, so comparing with strerror_r's is locale-proof. */
 static int connect_errno(const char *msg)
 {
-    static const int known[] = {ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH,
-                                ENETUNREACH, ECONNRESET};
+    static const int known[] = {ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ENETUNREACH,
+                                ECONNRESET};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
         char buf[128];
         const char *text = strerror_r(known[i], buf, sizeof buf);
@@ -264,8 +262,8 @@ PGconn *eg_pq_connect(eg_ctx *ctx, const char *conninfo, int *err)
         st = PGRES_POLLING_FAILED;
     while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
         bool cut = false;
-        int rv = wait_sock(ctx, conn, st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
-                           &cut);
+        int rv =
+            wait_sock(ctx, conn, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, &cut);
         if (rv < 0) {
             PQfinish(conn);
             *err = rv;

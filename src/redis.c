@@ -80,8 +80,8 @@ redisContext *eg_redis_connect(eg_ctx *ctx, const char *host, int port, int *err
     struct addrinfo *list = NULL;
     int gai = getaddrinfo(host, service, &hints, &list);
     if (gai != 0) {
-        *err = eg_errorf(gai == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH,
-                         "redis %s:%d: %s", host, port, gai_strerror(gai));
+        *err = eg_errorf(gai == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH, "redis %s:%d: %s",
+                         host, port, gai_strerror(gai));
         return NULL;
     }
     int fd = -1;
@@ -145,8 +145,7 @@ static int abandon(redisContext *c, int rc)
         (void)shutdown(c->fd, SHUT_RDWR);
     c->err = REDIS_ERR_OTHER;
     snprintf(c->errstr, sizeof c->errstr,
-             "connection abandoned with a command outstanding (%s)",
-             eg_strerror(rc));
+             "connection abandoned with a command outstanding (%s)", eg_strerror(rc));
     return rc;
 }
 
@@ -218,8 +217,8 @@ int eg_redis_get_reply(eg_ctx *ctx, redisContext *c, redisReply **reply)
 }
 
 /* Queues the formatted command cmd (len bytes) and reads its reply. */
-static int run_formatted(eg_ctx *ctx, redisContext *c, redisReply **reply,
-                         char *cmd, long len)
+static int run_formatted(eg_ctx *ctx, redisContext *c, redisReply **reply, char *cmd,
+                         long len)
 {
     if (len == -1)
         return -ENOMEM;
@@ -233,8 +232,7 @@ static int run_formatted(eg_ctx *ctx, redisContext *c, redisReply **reply,
 }
 
 /* The checks every command call makes first: 1 to go on, else a result. */
-static int command_precheck(eg_ctx *ctx, redisContext *c, redisReply **reply,
-                            int *rc)
+static int command_precheck(eg_ctx *ctx, redisContext *c, redisReply **reply, int *rc)
 {
     if (reply)
         *reply = NULL;
@@ -249,8 +247,8 @@ static int command_precheck(eg_ctx *ctx, redisContext *c, redisReply **reply,
     return *rc == 0;
 }
 
-int eg_redis_command(eg_ctx *ctx, redisContext *c, redisReply **reply,
-                     const char *fmt, ...)
+int eg_redis_command(eg_ctx *ctx, redisContext *c, redisReply **reply, const char *fmt,
+                     ...)
 {
     int rc;
     if (!fmt) {
@@ -268,8 +266,8 @@ int eg_redis_command(eg_ctx *ctx, redisContext *c, redisReply **reply,
     return run_formatted(ctx, c, reply, cmd, len);
 }
 
-int eg_redis_command_argv(eg_ctx *ctx, redisContext *c, redisReply **reply,
-                          int argc, const char **argv, const size_t *argvlen)
+int eg_redis_command_argv(eg_ctx *ctx, redisContext *c, redisReply **reply, int argc,
+                          const char **argv, const size_t *argvlen)
 {
     int rc;
     if (argc < 1 || !argv) {

@@ -46,9 +46,15 @@ struct eg_sem {
     eg__list waiters;
 };
 
-static void waiter_push(eg_sem *s, sem_waiter *w) { eg__list_push(&s->waiters, &w->link); }
+static void waiter_push(eg_sem *s, sem_waiter *w)
+{
+    eg__list_push(&s->waiters, &w->link);
+}
 
-static void waiter_unlink(eg_sem *s, sem_waiter *w) { eg__list_unlink(&s->waiters, &w->link); }
+static void waiter_unlink(eg_sem *s, sem_waiter *w)
+{
+    eg__list_unlink(&s->waiters, &w->link);
+}
 
 /* The oldest waiter, or NULL. */
 static sem_waiter *waiter_head(eg_sem *s)

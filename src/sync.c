@@ -20,7 +20,10 @@
 
 enum { ONCE_NEW, ONCE_RUNNING, ONCE_DONE };
 
-static atomic_uint *word(int *p) { return (atomic_uint *)(void *)p; }
+static atomic_uint *word(int *p)
+{
+    return (atomic_uint *)(void *)p;
+}
 
 int eg_wg_init(eg_wg *wg)
 {
@@ -67,7 +70,10 @@ int eg_wg_add(eg_wg *wg, int delta)
     return 0;
 }
 
-int eg_wg_done(eg_wg *wg) { return eg_wg_add(wg, -1); }
+int eg_wg_done(eg_wg *wg)
+{
+    return eg_wg_add(wg, -1);
+}
 
 void eg_wg_wait(eg_wg *wg)
 {
@@ -128,9 +134,9 @@ void eg_once_do(eg_once *once, void (*fn)(void *), void *arg)
     unsigned s = atomic_load_explicit(st, memory_order_acquire);
     if (s == ONCE_DONE)
         return;
-    if (s == ONCE_NEW &&
-        atomic_compare_exchange_strong_explicit(st, &s, ONCE_RUNNING, memory_order_acquire,
-                                                memory_order_acquire)) {
+    if (s == ONCE_NEW && atomic_compare_exchange_strong_explicit(st, &s, ONCE_RUNNING,
+                                                                 memory_order_acquire,
+                                                                 memory_order_acquire)) {
         fn(arg);
         atomic_store_explicit(st, ONCE_DONE, memory_order_release);
         eg__futex_wake(st, INT_MAX);

@@ -119,7 +119,8 @@ static pid_t spawn(const char *dir, char *const argv[], int as_user)
         int null = open("/dev/null", O_RDONLY);
         if (null >= 0)
             dup2(null, 0);
-        if (uid != 0 && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
+        if (uid != 0 &&
+            (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
             perror("servers: dropping privileges");
             _exit(126);
         }
@@ -192,9 +193,10 @@ int testsrv_redis_start(testsrv *s)
             return port;
         char portstr[16];
         snprintf(portstr, sizeof portstr, "%d", port);
-        char *argv[] = {(char *)bin, "--port", portstr, "--bind", "127.0.0.1",
-                        "--save", "", "--appendonly", "no", "--dir", s->dir,
-                        "--daemonize", "no", "--maxclients", "1000", NULL};
+        char *argv[] = {(char *)bin, "--port",       portstr, "--bind",
+                        "127.0.0.1", "--save",       "",      "--appendonly",
+                        "no",        "--dir",        s->dir,  "--daemonize",
+                        "no",        "--maxclients", "1000",  NULL};
         pid_t pid = spawn(s->dir, argv, 0);
         if (pid < 0)
             return (int)pid;
@@ -280,8 +282,8 @@ int testsrv_pg_start(testsrv *s)
     snprintf(postgres, sizeof postgres, "%s/postgres", bindir);
     snprintf(data, sizeof data, "%s/data", s->dir);
 
-    char *init_argv[] = {initdb, "-D", data, "-U", "postgres", "-A", "trust",
-                         "-E", "UTF8", "--locale=C", "--no-sync", NULL};
+    char *init_argv[] = {initdb,  "-D", data,   "-U",         "postgres",  "-A",
+                         "trust", "-E", "UTF8", "--locale=C", "--no-sync", NULL};
     pid_t pid = spawn(s->dir, init_argv, 1);
     int status = pid < 0 ? (int)pid : reap(pid, 120000);
     if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -297,14 +299,27 @@ int testsrv_pg_start(testsrv *s)
             return port;
         char portstr[16];
         snprintf(portstr, sizeof portstr, "%d", port);
-        char *argv[] = {postgres, "-D", data, "-p", portstr, "-k", s->dir,
-                        "-c", "listen_addresses=127.0.0.1",
-                        "-c", "max_connections=200",
-                        "-c", "shared_buffers=16MB",
-                        "-c", "fsync=off",
-                        "-c", "synchronous_commit=off",
-                        "-c", "full_page_writes=off",
-                        "-c", "logging_collector=off",
+        char *argv[] = {postgres,
+                        "-D",
+                        data,
+                        "-p",
+                        portstr,
+                        "-k",
+                        s->dir,
+                        "-c",
+                        "listen_addresses=127.0.0.1",
+                        "-c",
+                        "max_connections=200",
+                        "-c",
+                        "shared_buffers=16MB",
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                        "-c",
+                        "logging_collector=off",
                         NULL};
         pid = spawn(s->dir, argv, 1);
         if (pid < 0)
@@ -315,7 +330,8 @@ int testsrv_pg_start(testsrv *s)
                 s->port = port;
                 snprintf(s->conninfo, sizeof s->conninfo,
                          "hostaddr=127.0.0.1 port=%d user=postgres dbname=postgres "
-                         "connect_timeout=10", port);
+                         "connect_timeout=10",
+                         port);
                 return 0;
             }
             if (waitpid(pid, NULL, WNOHANG) == pid) {

@@ -20,10 +20,10 @@
 #include <sys/types.h>
 
 typedef struct testsrv {
-    pid_t pid;           /* the server process; 0 when not running */
+    pid_t pid; /* the server process; 0 when not running */
     int port;
-    char dir[256];       /* temporary directory */
-    char conninfo[512];  /* PostgreSQL: libpq conninfo (user postgres) */
+    char dir[256];      /* temporary directory */
+    char conninfo[512]; /* PostgreSQL: libpq conninfo (user postgres) */
     int is_pg;
 } testsrv;
 

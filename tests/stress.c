@@ -82,10 +82,10 @@ static void fail(const char *fmt, ...)
     abort();
 }
 
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond))                                                                  \
-            fail(__VA_ARGS__);                                                        \
+#define CHECK(cond, ...) \
+    do { \
+        if (!(cond)) \
+            fail(__VA_ARGS__); \
     } while (0)
 
 /* ---- random numbers (splitmix64: tiny, seedable, good enough) ------------ */
@@ -109,7 +109,10 @@ static int rnd(rng *r, int lo, int hi)
 }
 
 /* True with probability pct percent. */
-static bool chance(rng *r, int pct) { return rnd(r, 0, 99) < pct; }
+static bool chance(rng *r, int pct)
+{
+    return rnd(r, 0, 99) < pct;
+}
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -124,7 +127,10 @@ static void cancel(eg_ctx *ctx, int cause)
     in_cancel = false;
 }
 
-static bool is_ctx_err(int e) { return e == -ECANCELED || e == -ETIMEDOUT; }
+static bool is_ctx_err(int e)
+{
+    return e == -ECANCELED || e == -ETIMEDOUT;
+}
 
 static void spin(unsigned n)
 {
@@ -181,18 +187,18 @@ typedef struct grp grp;
 typedef struct task {
     grp *G;
     int kind;
-    int code;          /* this task's unique failure code */
-    bool fail;         /* returns code ... */
-    int fail_at;       /* ... at this point (work step, item) */
-    bool ret_ctx_err;  /* on cancellation return the context's error, else 0 */
-    int steps;         /* work steps */
-    int items;         /* producer: elements to send */
-    int misuse;        /* 1: eg_set_limit must say -EBUSY, 2: eg_wait -EDEADLK */
-    uint64_t seed;     /* for the work and a nested group */
-    bool started;      /* eg_go returned 0 */
+    int code;         /* this task's unique failure code */
+    bool fail;        /* returns code ... */
+    int fail_at;      /* ... at this point (work step, item) */
+    bool ret_ctx_err; /* on cancellation return the context's error, else 0 */
+    int steps;        /* work steps */
+    int items;        /* producer: elements to send */
+    int misuse;       /* 1: eg_set_limit must say -EBUSY, 2: eg_wait -EDEADLK */
+    uint64_t seed;    /* for the work and a nested group */
+    bool started;     /* eg_go returned 0 */
     atomic_int ran;
-    int rc;            /* what the task returned */
-    int seen_cause;    /* eg_ctx_cause(group ctx) just before returning */
+    int rc;         /* what the task returned */
+    int seen_cause; /* eg_ctx_cause(group ctx) just before returning */
 } task;
 
 struct grp {
@@ -235,8 +241,9 @@ static int do_work(eg_ctx *ctx, rng *r, int steps)
         }
         case 3: {
             /* A child made and dropped while the parent may be cancelled. */
-            eg_ctx *c = chance(r, 50) ? eg_with_cancel(ctx)
-                                      : eg_with_timeout(ctx, rnd(r, 0, 30) * EG_NSEC_PER_USEC);
+            eg_ctx *c = chance(r, 50)
+                            ? eg_with_cancel(ctx)
+                            : eg_with_timeout(ctx, rnd(r, 0, 30) * EG_NSEC_PER_USEC);
             CHECK(c != NULL, "child context: NULL");
             if (chance(r, 10))
                 CHECK(eg_ctx_fd(c) >= 0, "eg_ctx_fd failed");
@@ -356,7 +363,8 @@ static int task_fn(eg_ctx *ctx, void *arg)
     int ret = 0;
 
     if (t->misuse == 1)
-        CHECK(eg_set_limit(t->G->g, 3) == -EBUSY, "eg_set_limit inside a task: not -EBUSY");
+        CHECK(eg_set_limit(t->G->g, 3) == -EBUSY,
+              "eg_set_limit inside a task: not -EBUSY");
     else if (t->misuse == 2)
         CHECK(eg_wait(t->G->g) == -EDEADLK, "eg_wait inside own task: not -EDEADLK");
 
@@ -423,7 +431,8 @@ static void check_group(grp *G, int err)
           "group ctx err %d (parent err %d)", gerr, perr);
     int own = err ? err : -ECANCELED;
     CHECK(gcause == own || (perr && gcause == pcause),
-          "group ctx cause %d; eg_wait %d, parent err %d cause %d", gcause, err, perr, pcause);
+          "group ctx cause %d; eg_wait %d, parent err %d cause %d", gcause, err, perr,
+          pcause);
     if (!perr)
         CHECK(gcause == own, "group ctx cause %d != %d with a live parent", gcause, own);
 
@@ -436,7 +445,8 @@ static void check_group(grp *G, int err)
         /* Returning the context's error can only win when the parent
          * cancelled the group. */
         if (is_ctx_err(err))
-            CHECK(perr && gcause == pcause, "ctx error %d won without a parent cancel", err);
+            CHECK(perr && gcause == pcause, "ctx error %d won without a parent cancel",
+                  err);
     }
     /* eg_wait again: the same first result. */
     CHECK(eg_wait(G->g) == err, "second eg_wait differs");
@@ -533,7 +543,8 @@ static int run_group(eg_ctx *parent, int depth, uint64_t seed)
         while (eg_chan_try_recv(G.ch, &v) == 0)
             left_n++, left_sum += v;
         long sn = atomic_load(&G.sent_n), rn = atomic_load(&G.recv_n);
-        CHECK(sn == rn + left_n, "channel: sent %ld, received %ld, left %ld", sn, rn, left_n);
+        CHECK(sn == rn + left_n, "channel: sent %ld, received %ld, left %ld", sn, rn,
+              left_n);
         CHECK(atomic_load(&G.sent_sum) == atomic_load(&G.recv_sum) + left_sum,
               "channel: checksums differ");
         eg_chan_free(G.ch);
@@ -586,7 +597,10 @@ static void *canceller_main(void *arg)
 
 /* ---- WaitGroup ------------------------------------------------------------------ */
 
-static void wg_fn(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+static void wg_fn(void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
 
 static void wg_round(rng *r)
 {
@@ -608,7 +622,8 @@ static void wait_live_zero(void)
 {
     /* eg_after handles drop their last reference right after fn returns. */
     for (int i = 0; eg_live_objects() != 0; i++) {
-        CHECK(i < 20000, "eg_live_objects() stays at %ld after a round", eg_live_objects());
+        CHECK(i < 20000, "eg_live_objects() stays at %ld after a round",
+              eg_live_objects());
         nap_ns(100000);
     }
 }
@@ -683,7 +698,8 @@ static void run_round(uint64_t round_seed)
     }
     wait_live_zero();
     for (int i = 0; i < nafters; i++)
-        atomic_fetch_add(afters[i].stopped ? &stats.afters_stopped : &stats.afters_ran, 1);
+        atomic_fetch_add(afters[i].stopped ? &stats.afters_stopped : &stats.afters_ran,
+                         1);
     for (int i = 0; i < nafters; i++)
         CHECK(atomic_load(&afters[i].ran) == (afters[i].stopped ? 0 : 1),
               "after_func %d: stopped %d, ran %d", i, afters[i].stopped,
@@ -788,9 +804,9 @@ int main(int argc, char **argv)
            "%ld stopped, %ld ran\n",
            atomic_load(&stats.groups), atomic_load(&stats.nested),
            atomic_load(&stats.failed_groups), atomic_load(&stats.tasks),
-           atomic_load(&stats.chans), atomic_load(&stats.sems), atomic_load(&stats.outside),
-           atomic_load(&stats.deadlines), atomic_load(&stats.afters_stopped),
-           atomic_load(&stats.afters_ran));
+           atomic_load(&stats.chans), atomic_load(&stats.sems),
+           atomic_load(&stats.outside), atomic_load(&stats.deadlines),
+           atomic_load(&stats.afters_stopped), atomic_load(&stats.afters_ran));
     printf("%lu rounds passed\n", n);
     return 0;
 }

@@ -20,7 +20,7 @@ typedef struct op {
     eg_ctx *ctx;
     eg_chan *ch;
     bool send;
-    int value;     /* sent, or received */
+    int value; /* sent, or received */
     int rc;
     atomic_int finished;
     atomic_int tid;
@@ -756,8 +756,8 @@ static void test_stress(void **state)
         assert_int_equal(eg_wait(g), 0);
         assert_int_equal(atomic_load(&st.received),
                          (long long)STRESS_SENDERS * STRESS_ITEMS);
-        assert_int_equal(atomic_load(&st.sum), (long long)STRESS_SENDERS *
-                                                   STRESS_ITEMS * (STRESS_ITEMS - 1) / 2);
+        assert_int_equal(atomic_load(&st.sum), (long long)STRESS_SENDERS * STRESS_ITEMS *
+                                                   (STRESS_ITEMS - 1) / 2);
         assert_int_equal(eg_chan_len(st.ch), 0);
         eg_group_free(g);
         eg_chan_free(st.ch);

@@ -630,7 +630,8 @@ static void test_layers(void **state)
             int nvals = 0, ncancels = 0, ntimers = 0, n = 0;
             eg_ctx *ctx = eg_background();
             int valkey[64];
-            for (int i = 0; n < 60 && (i < 30 || ntimers == 0 || ncancels == 0 || nvals == 0); i++) {
+            for (int i = 0;
+                 n < 60 && (i < 30 || ntimers == 0 || ncancels == 0 || nvals == 0); i++) {
                 seed = seed * 1103515245u + 12345u;
                 switch ((seed >> 16) % 3) {
                 case 0:

@@ -119,7 +119,7 @@ static void fault_timer_thread_cannot_start(void **state)
 static const int value_key = 1;
 
 typedef struct outcome {
-    int failures;       /* public calls that reported a documented failure */
+    int failures;         /* public calls that reported a documented failure */
     atomic_int after_ran; /* the eg_after_func callback, which may outlive */
     bool after_pending;   /* the scenario when eg_after_stop lost to it */
 } outcome;
@@ -569,7 +569,10 @@ static int uaf_task(eg_ctx *ctx, void *arg)
     return 0;
 }
 
-static void uaf_wg_task(void *arg) { uaf_work(arg); }
+static void uaf_wg_task(void *arg)
+{
+    uaf_work(arg);
+}
 
 static void *uaf_submitter(void *arg)
 {

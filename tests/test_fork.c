@@ -30,7 +30,10 @@
 #ifdef EG_TSAN
 /* Default visibility: the runtime looks it up in the executable. */
 __attribute__((visibility("default"))) const char *__tsan_default_options(void);
-const char *__tsan_default_options(void) { return "die_after_fork=0"; }
+const char *__tsan_default_options(void)
+{
+    return "die_after_fork=0";
+}
 #endif
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -307,7 +310,8 @@ static int fork_run(int (*fn)(void *), void *arg)
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (!WIFEXITED(status)) {
-        print_error("child killed by signal %d\n", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        print_error("child killed by signal %d\n",
+                    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
         return -1;
     }
     return WEXITSTATUS(status);
@@ -330,7 +334,7 @@ static int child_deadline(void *arg)
     eg_ctx_release(own);
     nap_ms(100); /* well past the parent's deadline */
     if (eg_ctx_err(d) != 0)
-        return 1; /* a parent timer fired in the child */
+        return 1;    /* a parent timer fired in the child */
     eg_cancel(d, 0); /* still usable */
     if (eg_ctx_err(d) != -ECANCELED)
         return 2;

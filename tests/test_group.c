@@ -51,11 +51,7 @@ static void test_zero_group(void **state)
     long live = eg_live_objects();
     static const int e1 = -EIO, e2 = -EPIPE, ok = 0;
     const int *cases[][3] = {
-        {NULL},
-        {&ok, NULL},
-        {&e1, NULL},
-        {&e1, &ok, NULL},
-        {&e1, &ok, &e2},
+        {NULL}, {&ok, NULL}, {&e1, NULL}, {&e1, &ok, NULL}, {&e1, &ok, &e2},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         eg_group *g = eg_group_new(NULL);
@@ -484,7 +480,7 @@ typedef struct nest {
     struct nest *levels; /* array indexed by depth */
     sibling sib;         /* a sibling at this depth that watches the ctx */
     gate *started;
-    bool fail;           /* the deepest task fails (else waits on its ctx) */
+    bool fail; /* the deepest task fails (else waits on its ctx) */
     int deepest_err, deepest_cause;
 } nest;
 
@@ -528,8 +524,11 @@ static void test_nested_groups(void **state)
         gate_init(&started);
         nest levels[DEPTH + 1];
         for (int d = 0; d <= DEPTH; d++) {
-            levels[d] = (nest){.depth = d, .max_depth = DEPTH, .levels = levels,
-                               .started = &started, .fail = true};
+            levels[d] = (nest){.depth = d,
+                               .max_depth = DEPTH,
+                               .levels = levels,
+                               .started = &started,
+                               .fail = true};
             levels[d].sib = (sibling){&started, 1, 1};
         }
         eg_group *g = eg_group_new(NULL);
@@ -552,8 +551,11 @@ static void test_nested_groups(void **state)
         gate_init(&started);
         nest levels[DEPTH + 1];
         for (int d = 0; d <= DEPTH; d++) {
-            levels[d] = (nest){.depth = d, .max_depth = DEPTH, .levels = levels,
-                               .started = &started, .fail = false};
+            levels[d] = (nest){.depth = d,
+                               .max_depth = DEPTH,
+                               .levels = levels,
+                               .started = &started,
+                               .fail = false};
             levels[d].sib = (sibling){&started, 1, 1};
         }
         eg_ctx *parent = eg_with_cancel(NULL);
@@ -604,7 +606,9 @@ static void test_cancel_racing_wait(void **state)
         eg_ctx *ctx = eg_group_ctx(g);
         static const int zero = 0;
         for (int i = 0; i < 4; i++) {
-            eg_fn fn = variant == 0 ? task_wait_ctx : variant == 1 ? task_wait_ctx_err : task_return;
+            eg_fn fn = variant == 0   ? task_wait_ctx
+                       : variant == 1 ? task_wait_ctx_err
+                                      : task_return;
             assert_int_equal(eg_go(g, fn, (void *)&zero), 0);
         }
         atomic_int go = 0;

@@ -10,7 +10,7 @@ typedef struct behaviour {
     int64_t sleep_ns; /* before answering; eg_sleep, so cancellable */
     int result;       /* returned after the sleep */
     atomic_int ran;
-    atomic_int saw;   /* what the sleep returned */
+    atomic_int saw; /* what the sleep returned */
 } behaviour;
 
 static int attempt(eg_ctx *ctx, void *arg)
@@ -114,8 +114,10 @@ static void test_parent_done_before(void **state)
 static void test_delay_zero_starts_all(void **state)
 {
     (void)state;
-    behaviour b[4] = {{.sleep_ns = LONG_NS}, {.sleep_ns = LONG_NS},
-                      {.sleep_ns = LONG_NS}, {.sleep_ns = 0}};
+    behaviour b[4] = {{.sleep_ns = LONG_NS},
+                      {.sleep_ns = LONG_NS},
+                      {.sleep_ns = LONG_NS},
+                      {.sleep_ns = 0}};
     void *args[] = {&b[0], &b[1], &b[2], &b[3]};
     int w = -2;
     assert_int_equal(eg_hedge(NULL, attempt, args, 4, 0, &w), 0);

@@ -722,8 +722,9 @@ static void test_connect_accept(void **state)
     /* Refused: nothing listens on the port any more. */
     int c = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(c >= 0);
-    assert_int_equal(eg_connect(eg_background(), c, (struct sockaddr *)&addr, sizeof addr),
-                     -ECONNREFUSED);
+    assert_int_equal(
+        eg_connect(eg_background(), c, (struct sockaddr *)&addr, sizeof addr),
+        -ECONNREFUSED);
     assert_false(is_nonblock(c));
     close(c);
     assert_int_equal(eg_live_objects(), live);
@@ -741,7 +742,8 @@ static void *connector_main(void *arg)
     connector *cn = arg;
     sleep_ms(cn->delay_ms);
     cn->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (cn->fd >= 0 && connect(cn->fd, (struct sockaddr *)&cn->addr, sizeof cn->addr) != 0) {
+    if (cn->fd >= 0 &&
+        connect(cn->fd, (struct sockaddr *)&cn->addr, sizeof cn->addr) != 0) {
         close(cn->fd);
         cn->fd = -1;
     }
@@ -893,14 +895,17 @@ static void test_connect_cancelled(void **state)
         assert_non_null(ctx);
         canceller lc;
         cancel_later(&lc, ctx, 30);
-        assert_int_equal(eg_connect(ctx, s, (struct sockaddr *)&addr, sizeof addr), -ECANCELED);
+        assert_int_equal(eg_connect(ctx, s, (struct sockaddr *)&addr, sizeof addr),
+                         -ECANCELED);
         canceller_join(&lc);
         assert_int_equal(is_nonblock(s), nb);
-        assert_int_equal(eg_connect(ctx, s, (struct sockaddr *)&addr, sizeof addr), -ECANCELED);
+        assert_int_equal(eg_connect(ctx, s, (struct sockaddr *)&addr, sizeof addr),
+                         -ECANCELED);
         eg_ctx_release(ctx);
         ctx = eg_with_timeout(NULL, MS(20));
         assert_non_null(ctx);
-        assert_int_equal(eg_connect(ctx, s, (struct sockaddr *)&addr, sizeof addr), -ETIMEDOUT);
+        assert_int_equal(eg_connect(ctx, s, (struct sockaddr *)&addr, sizeof addr),
+                         -ETIMEDOUT);
         eg_ctx_release(ctx);
         close(s);
     }
@@ -911,7 +916,8 @@ static void test_connect_cancelled(void **state)
     assert_int_equal(pthread_create(&ac.thread, NULL, acceptor_main, &ac), 0);
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
     assert_true(s >= 0);
-    assert_int_equal(eg_connect(eg_background(), s, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(
+        eg_connect(eg_background(), s, (struct sockaddr *)&addr, sizeof addr), 0);
     pthread_join(ac.thread, NULL);
     assert_true(ac.got >= 0);
     close(ac.got);

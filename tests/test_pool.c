@@ -230,7 +230,8 @@ static void test_configure_validation(void **state)
     assert_config_equal(&now, &before);
 
     /* Valid values apply. */
-    eg_pool_config c = {.max_threads = 100, .stack_size = 128 * 1024,
+    eg_pool_config c = {.max_threads = 100,
+                        .stack_size = 128 * 1024,
                         .idle_timeout_ns = INT64_C(5) * EG_NSEC_PER_SEC};
     assert_int_equal(eg_pool_configure(&c), 0);
     eg_pool_get_config(&now);
@@ -249,8 +250,8 @@ static void test_configure_validation(void **state)
     assert_true(now.idle_timeout_ns == MS(7));
 
     /* Tasks still run with a big stack configured. */
-    eg_pool_config big = {.max_threads = 4, .stack_size = 2 * 1024 * 1024,
-                          .idle_timeout_ns = MS(100)};
+    eg_pool_config big = {
+        .max_threads = 4, .stack_size = 2 * 1024 * 1024, .idle_timeout_ns = MS(100)};
     assert_int_equal(eg_pool_configure(&big), 0);
     atomic_store(&tasks_ran, 0);
     eg_group *g = eg_group_new(NULL);
@@ -369,7 +370,8 @@ static void note_threads(bounded *b)
     eg_pool_stats st;
     eg_pool_get_stats(&st);
     int m = atomic_load(&b->max_threads_seen);
-    while (st.threads > m && !atomic_compare_exchange_weak(&b->max_threads_seen, &m, st.threads)) {
+    while (st.threads > m &&
+           !atomic_compare_exchange_weak(&b->max_threads_seen, &m, st.threads)) {
     }
 }
 
@@ -468,7 +470,8 @@ static void test_wait_runs_queued_inline(void **state)
 
     /* Occupy the only thread. */
     eg_group *busy = eg_group_new(NULL);
-    assert_int_equal(eg_group_set_executor(busy, EG_EXEC_THREADS), 0); /* the pool's own behaviour */
+    assert_int_equal(eg_group_set_executor(busy, EG_EXEC_THREADS),
+                     0); /* the pool's own behaviour */
     assert_int_equal(eg_go(busy, task_block, gs), 0);
     assert_true(gate_wait(&started, 1, GATE_WAIT_NS));
 
@@ -512,7 +515,8 @@ static int task_level(eg_ctx *ctx, void *arg)
     eg_pool_stats st;
     eg_pool_get_stats(&st);
     int m = atomic_load(l->max_threads_seen);
-    while (st.threads > m && !atomic_compare_exchange_weak(l->max_threads_seen, &m, st.threads)) {
+    while (st.threads > m &&
+           !atomic_compare_exchange_weak(l->max_threads_seen, &m, st.threads)) {
     }
     atomic_fetch_add(l->ran, 1);
     if (l->depth == l->max)

@@ -51,7 +51,8 @@ static void value(PGconn *c, const char *query, char *out, size_t n)
     PGresult *res = NULL;
     int rc = eg_pq_exec(eg_background(), c, query, &res);
     if (rc != 0)
-        fprintf(stderr, "%s: %s\n", query, res ? PQresultErrorMessage(res) : eg_strerror(rc));
+        fprintf(stderr, "%s: %s\n", query,
+                res ? PQresultErrorMessage(res) : eg_strerror(rc));
     assert_int_equal(rc, 0);
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
     assert_true(PQntuples(res) >= 1);
@@ -64,7 +65,8 @@ static void backend_state(PGconn *mon, int pid, char *out, size_t n)
 {
     char q[160];
     snprintf(q, sizeof q,
-             "SELECT coalesce((SELECT state FROM pg_stat_activity WHERE pid = %d), '')", pid);
+             "SELECT coalesce((SELECT state FROM pg_stat_activity WHERE pid = %d), '')",
+             pid);
     value(mon, q, out, n);
 }
 
@@ -109,7 +111,9 @@ static void test_round_trip(void **state)
 
     /* A command, an empty query. */
     PGresult *res = NULL;
-    assert_int_equal(eg_pq_exec(eg_background(), c, "CREATE TEMP TABLE t (k int, b bytea, s text)", &res), 0);
+    assert_int_equal(eg_pq_exec(eg_background(), c,
+                                "CREATE TEMP TABLE t (k int, b bytea, s text)", &res),
+                     0);
     assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
     assert_int_equal(eg_pq_exec(eg_background(), c, "", &res), 0);
@@ -125,7 +129,8 @@ static void test_round_trip(void **state)
     Oid types[] = {23 /* int4 */, 17 /* bytea */, 25 /* text */};
     assert_int_equal(eg_pq_exec_params(eg_background(), c,
                                        "INSERT INTO t VALUES ($1, $2, $3)", 3, types,
-                                       values, lengths, formats, 0, &res), 0);
+                                       values, lengths, formats, 0, &res),
+                     0);
     assert_string_equal(PQcmdTuples(res), "1");
     PQclear(res);
 
@@ -133,7 +138,8 @@ static void test_round_trip(void **state)
     const char *kv[] = {"42"};
     assert_int_equal(eg_pq_exec_params(eg_background(), c,
                                        "SELECT k, b, s FROM t WHERE k = $1", 1, NULL, kv,
-                                       NULL, NULL, 1, &res), 0);
+                                       NULL, NULL, 1, &res),
+                     0);
     assert_int_equal(PQntuples(res), 1);
     assert_int_equal(PQgetlength(res, 0, 0), 4);
     uint32_t got;
@@ -147,16 +153,21 @@ static void test_round_trip(void **state)
     /* A NULL round trip in text format. */
     const char *nullv[] = {NULL};
     assert_int_equal(eg_pq_exec_params(eg_background(), c, "SELECT $1::text IS NULL", 1,
-                                       NULL, nullv, NULL, NULL, 0, &res), 0);
+                                       NULL, nullv, NULL, NULL, 0, &res),
+                     0);
     assert_string_equal(PQgetvalue(res, 0, 0), "t");
     PQclear(res);
 
     /* A large result (many reads). */
-    value(c, "SELECT count(*) FROM (SELECT repeat('x', 1000) FROM generate_series(1, 20000)) s",
+    value(c,
+          "SELECT count(*) FROM (SELECT repeat('x', 1000) FROM generate_series(1, "
+          "20000)) s",
           v, sizeof v);
     assert_string_equal(v, "20000");
     assert_int_equal(eg_pq_exec(eg_background(), c,
-                                "SELECT repeat('x', 1000) FROM generate_series(1, 5000)", &res), 0);
+                                "SELECT repeat('x', 1000) FROM generate_series(1, 5000)",
+                                &res),
+                     0);
     assert_int_equal(PQntuples(res), 5000);
     PQclear(res);
     PQfinish(c);
@@ -190,7 +201,9 @@ static void test_server_error(void **state)
     assert_string_equal(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42601");
     PQclear(res);
     /* The first error of several statements is kept. */
-    assert_int_equal(eg_pq_exec(eg_background(), c, "SELECT 1; SELECT * FROM no_such_table", &res), -EIO);
+    assert_int_equal(
+        eg_pq_exec(eg_background(), c, "SELECT 1; SELECT * FROM no_such_table", &res),
+        -EIO);
     assert_string_equal(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42P01");
     PQclear(res);
     /* The connection is usable after a server error. */
@@ -211,9 +224,11 @@ static void test_bad_arguments(void **state)
     assert_int_equal(eg_pq_exec(eg_background(), c, NULL, &res), -EINVAL);
     assert_int_equal(eg_pq_exec(eg_background(), c, "SELECT 1", NULL), -EINVAL);
     assert_int_equal(eg_pq_exec_params(eg_background(), c, "SELECT $1", 1, NULL, NULL,
-                                       NULL, NULL, 0, &res), -EINVAL);
+                                       NULL, NULL, 0, &res),
+                     -EINVAL);
     assert_int_equal(eg_pq_exec_params(eg_background(), c, "SELECT 1", -1, NULL, NULL,
-                                       NULL, NULL, 0, &res), -EINVAL);
+                                       NULL, NULL, 0, &res),
+                     -EINVAL);
     int err = 0;
     assert_null(eg_pq_connect(eg_background(), NULL, &err));
     assert_int_equal(err, -EINVAL);
@@ -226,7 +241,8 @@ static void test_connect_errors(void **state)
 {
     (void)state;
     char info[700];
-    snprintf(info, sizeof info, "hostaddr=127.0.0.1 port=%d user=postgres", closed_port());
+    snprintf(info, sizeof info, "hostaddr=127.0.0.1 port=%d user=postgres",
+             closed_port());
     int err = 0;
     assert_null(eg_pq_connect(eg_background(), info, &err));
     assert_int_equal(err, -ECONNREFUSED);
@@ -331,8 +347,9 @@ static void test_deadline(void **state)
     value(c, "BEGIN; SELECT 1", v, sizeof v);
     ctx = eg_with_timeout(NULL, MS(50));
     const char *secs[] = {"30"};
-    assert_int_equal(eg_pq_exec_params(ctx, c, "SELECT pg_sleep($1::float8)", 1, NULL, secs,
-                                       NULL, NULL, 0, &res), -ETIMEDOUT);
+    assert_int_equal(eg_pq_exec_params(ctx, c, "SELECT pg_sleep($1::float8)", 1, NULL,
+                                       secs, NULL, NULL, 0, &res),
+                     -ETIMEDOUT);
     eg_ctx_release(ctx);
     assert_int_equal(PQtransactionStatus(c), PQTRANS_INERROR);
     assert_int_equal(eg_pq_exec(eg_background(), c, "ROLLBACK", &res), 0);
@@ -448,16 +465,11 @@ static void test_server_killed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        EG_TEST(test_round_trip),
-        EG_TEST(test_blocking_connection_works),
-        EG_TEST(test_server_error),
-        EG_TEST(test_bad_arguments),
-        EG_TEST(test_connect_errors),
-        EG_TEST(test_done_at_entry),
-        EG_TEST(test_cancel_by_sibling),
-        EG_TEST(test_deadline),
-        EG_TEST(test_hundred_connections),
-        EG_TEST(test_server_killed),
+        EG_TEST(test_round_trip),          EG_TEST(test_blocking_connection_works),
+        EG_TEST(test_server_error),        EG_TEST(test_bad_arguments),
+        EG_TEST(test_connect_errors),      EG_TEST(test_done_at_entry),
+        EG_TEST(test_cancel_by_sibling),   EG_TEST(test_deadline),
+        EG_TEST(test_hundred_connections), EG_TEST(test_server_killed),
     };
     return cmocka_run_group_tests(tests, start_server, stop_server);
 }

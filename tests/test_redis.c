@@ -113,7 +113,8 @@ static void test_round_trip(void **state)
     (void)state;
     redisContext *c = conn();
     redisReply *r = NULL;
-    assert_int_equal(eg_redis_command(eg_background(), c, &r, "SET %s %s", "rt:k", "hello"), 0);
+    assert_int_equal(
+        eg_redis_command(eg_background(), c, &r, "SET %s %s", "rt:k", "hello"), 0);
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
     assert_string_equal(r->str, "OK");
     freeReplyObject(r);
@@ -163,7 +164,8 @@ static void test_pipeline(void **state)
      * second and third are taken from hiredis's buffer without waiting (a
      * wait would never end: the deadline turns it into a failure). */
     for (int round = 0; round < 50; round++) {
-        assert_int_equal(redisAppendCommand(c, "SET pl:%d %d", round, round * 7), REDIS_OK);
+        assert_int_equal(redisAppendCommand(c, "SET pl:%d %d", round, round * 7),
+                         REDIS_OK);
         assert_int_equal(redisAppendCommand(c, "INCR pl:%d", round), REDIS_OK);
         assert_int_equal(redisAppendCommand(c, "GET pl:%d", round), REDIS_OK);
         eg_ctx *ctx = eg_with_timeout(NULL, INT64_C(10) * EG_NSEC_PER_SEC);
@@ -239,7 +241,8 @@ static void test_bad_arguments(void **state)
     assert_int_equal(eg_redis_command(eg_background(), NULL, &r, "PING"), -EINVAL);
     assert_int_equal(eg_redis_command(eg_background(), c, NULL, "PING"), -EINVAL);
     assert_int_equal(eg_redis_command(eg_background(), c, &r, NULL), -EINVAL);
-    assert_int_equal(eg_redis_command_argv(eg_background(), c, &r, 0, NULL, NULL), -EINVAL);
+    assert_int_equal(eg_redis_command_argv(eg_background(), c, &r, 0, NULL, NULL),
+                     -EINVAL);
     assert_int_equal(eg_redis_get_reply(eg_background(), c, NULL), -EINVAL);
     /* A bad format string fails without poisoning c. */
     assert_int_equal(eg_redis_command(eg_background(), c, &r, "SET k %q"), -EINVAL);
@@ -343,7 +346,8 @@ static void test_deadline(void **state)
     long long id = client_id(c);
     eg_ctx *ctx = eg_with_timeout(NULL, MS(100));
     redisReply *r = NULL;
-    assert_int_equal(eg_redis_command(ctx, c, &r, "BLPOP deadline:nothing 0"), -ETIMEDOUT);
+    assert_int_equal(eg_redis_command(ctx, c, &r, "BLPOP deadline:nothing 0"),
+                     -ETIMEDOUT);
     assert_null(r);
     eg_ctx_release(ctx);
     assert_int_equal(eg_redis_command(eg_background(), c, &r, "PING"), -ENOTCONN);

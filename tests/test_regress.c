@@ -76,7 +76,6 @@ static void cancel_async(cancel_job *j, eg_ctx *ctx, int cause, unsigned delay)
     assert_int_equal(pthread_create(&j->tid, NULL, cancel_main, j), 0);
 }
 
-
 /* ---- libdill #215, stdexec #1718: cancel racing wait and free ---------- */
 
 /* A parent cancelled from another thread while eg_wait and eg_group_free
@@ -175,7 +174,10 @@ static void regress_cancelled_before_go_still_runs(void **state)
 
 /* ---- WaitGroup: done/add below zero ----------------------------------- */
 
-static void wg_done_fn(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+static void wg_done_fn(void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
 
 static void regress_wg_below_zero_is_rejected(void **state)
 {
@@ -248,7 +250,10 @@ static void regress_set_limit_while_active_is_busy(void **state)
 
 /* ---- eg_after_stop racing the callback ---------------------------------- */
 
-static void after_fn(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+static void after_fn(void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
 
 static void regress_after_stop_races_callback(void **state)
 {
@@ -305,7 +310,8 @@ static void regress_release_races_parent_cancel(void **state)
         eg_ctx *kids[KIDS];
         for (int i = 0; i < KIDS; i++) {
             eg_ctx *p = (i % 4 == 3) ? kids[i - 1] : parent; /* some grandchildren */
-            kids[i] = (i % 2) ? eg_with_timeout(p, 10 * EG_NSEC_PER_SEC) : eg_with_cancel(p);
+            kids[i] =
+                (i % 2) ? eg_with_timeout(p, 10 * EG_NSEC_PER_SEC) : eg_with_cancel(p);
             assert_non_null(kids[i]);
         }
         release_job r = {.kids = kids, .n = KIDS};
@@ -586,7 +592,10 @@ static void regress_close_wakes_blocked_sender(void **state)
  * chain a million deep holds a million context locks (parent before child,
  * as in Go), more than ThreadSanitizer's deadlock detector tracks (64). */
 __attribute__((visibility("default"))) const char *__tsan_default_options(void);
-const char *__tsan_default_options(void) { return "die_after_fork=0 detect_deadlocks=0"; }
+const char *__tsan_default_options(void)
+{
+    return "die_after_fork=0 detect_deadlocks=0";
+}
 #endif
 
 /* Point 3: several library callers on one blocking fd; cancel reaches all. */
@@ -602,8 +611,8 @@ static int fd_user_task(eg_ctx *ctx, void *arg)
     atomic_fetch_add(u->entered, 1);
     for (;;) {
         char b;
-        int rc = u->kind ? eg_accept(ctx, u->fd, NULL, NULL)
-                         : (int)eg_read(ctx, u->fd, &b, 1);
+        int rc =
+            u->kind ? eg_accept(ctx, u->fd, NULL, NULL) : (int)eg_read(ctx, u->fd, &b, 1);
         if (rc < 0)
             return rc == -ECANCELED ? 0 : rc;
         if (u->kind)
@@ -660,7 +669,8 @@ static void regress_shared_blocking_fd_cancel(void **state)
         close(sp[1]);
 
         int l = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         socklen_t sl = sizeof sa;
         assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
         assert_int_equal(listen(l, 16), 0);
@@ -671,7 +681,10 @@ static void regress_shared_blocking_fd_cancel(void **state)
 }
 
 /* Point 5: cancelling a chain a million deep uses bounded stack. */
-static int chain_depth(void) { return RUNNING_ON_VALGRIND ? 20000 : 1000000; }
+static int chain_depth(void)
+{
+    return RUNNING_ON_VALGRIND ? 20000 : 1000000;
+}
 
 static eg_ctx *make_chain(eg_ctx *root, int depth)
 {
@@ -762,7 +775,7 @@ static void regress_cancel_walk_concurrent(void **state)
         assert_int_equal(pthread_create(&t, NULL, cancel_thread_main, root), 0);
         while (!eg_ctx_done(root))
             sched_yield();
-        eg_cancel(mid, 0); /* already done, or done now: either way ... */
+        eg_cancel(mid, 0);              /* already done, or done now: either way ... */
         assert_true(eg_ctx_done(leaf)); /* ... its whole subtree is done */
         pthread_join(t, NULL);
         eg_ctx_release(leaf);
@@ -990,7 +1003,9 @@ static int blocked_task(eg_ctx *ctx, void *arg)
     return eg_ctx_wait(ctx) == -ECANCELED ? 0 : -EIO;
 }
 
-typedef struct fail_after { int n; } fail_after;
+typedef struct fail_after {
+    int n;
+} fail_after;
 
 static int fail_when_all_started(eg_ctx *ctx, void *arg)
 {

@@ -122,7 +122,8 @@ static void test_wg_go_test(void **state)
             assert_int_equal(pthread_create(&th[i], NULL, wg_pair_main, &wp), 0);
         eg_wg_wait(&wg1);
         for (int i = 0; i < N; i++) {
-            assert_int_equal(atomic_load(&exited), 0); /* WaitGroup released group too soon */
+            assert_int_equal(atomic_load(&exited),
+                             0); /* WaitGroup released group too soon */
             eg_wg_done(&wg2);
         }
         for (int i = 0; i < N; i++)
@@ -329,12 +330,9 @@ static void test_once(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        EG_TEST(test_wg_basic),
-        EG_TEST(test_wg_negative),
-        EG_TEST(test_wg_go_test),
-        EG_TEST(test_wg_concurrent_adds),
-        EG_TEST(test_wg_go),
-        EG_TEST(test_once),
+        EG_TEST(test_wg_basic),   EG_TEST(test_wg_negative),
+        EG_TEST(test_wg_go_test), EG_TEST(test_wg_concurrent_adds),
+        EG_TEST(test_wg_go),      EG_TEST(test_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

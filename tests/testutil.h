@@ -54,9 +54,10 @@ static int eg_test_watchdog_off(void **state)
 }
 
 /* A test case with the watchdog around it. */
-#define EG_TEST(f) cmocka_unit_test_setup_teardown(f, eg_test_watchdog, eg_test_watchdog_off)
+#define EG_TEST(f) \
+    cmocka_unit_test_setup_teardown(f, eg_test_watchdog, eg_test_watchdog_off)
 
-#define MS(x) ((int64_t)(x) * EG_NSEC_PER_MSEC)
+#define MS(x) ((int64_t)(x)*EG_NSEC_PER_MSEC)
 
 /* The helpers below are static inline so that a program that does not use
  * one does not warn about it. */
@@ -296,6 +297,9 @@ static inline int wait_ctx_task(eg_ctx *ctx, void *arg)
     return eg_ctx_wait(ctx);
 }
 
-static inline void count_fn(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+static inline void count_fn(void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
 
 #endif

@@ -87,8 +87,7 @@ EG_EXPORT eg_ctx *eg_with_cancel(eg_ctx *parent);
  * See also: eg_with_timeout, eg_ctx_deadline
  */
 EG_EXPORT eg_ctx *eg_with_deadline(eg_ctx *parent, int64_t deadline_ns);
-EG_EXPORT eg_ctx *eg_with_deadline_cause(eg_ctx *parent, int64_t deadline_ns,
-                                         int cause);
+EG_EXPORT eg_ctx *eg_with_deadline_cause(eg_ctx *parent, int64_t deadline_ns, int cause);
 /**
  * eg_with_timeout(), eg_with_timeout_cause() - a child context with a timeout
  *
@@ -107,8 +106,7 @@ EG_EXPORT eg_ctx *eg_with_deadline_cause(eg_ctx *parent, int64_t deadline_ns,
  * See also: eg_with_deadline
  */
 EG_EXPORT eg_ctx *eg_with_timeout(eg_ctx *parent, int64_t timeout_ns);
-EG_EXPORT eg_ctx *eg_with_timeout_cause(eg_ctx *parent, int64_t timeout_ns,
-                                        int cause);
+EG_EXPORT eg_ctx *eg_with_timeout_cause(eg_ctx *parent, int64_t timeout_ns, int cause);
 
 /**
  * eg_with_value() - a child context that carries a value

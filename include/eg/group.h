@@ -227,13 +227,13 @@ typedef enum eg_outcome {
 } eg_outcome;
 
 typedef struct eg_trace_entry {
-    const char *name;  /* eg_go_named's name, or NULL */
-    void *arg;         /* the task's argument (never dereferenced) */
-    int result;        /* what the task returned */
+    const char *name; /* eg_go_named's name, or NULL */
+    void *arg;        /* the task's argument (never dereferenced) */
+    int result;       /* what the task returned */
     eg_outcome outcome;
-    bool first_error;  /* result is the error eg_wait returns */
-    int64_t start_ns;  /* eg_now() when the task started to run */
-    int64_t end_ns;    /* eg_now() when it returned (detached: when it was
+    bool first_error;   /* result is the error eg_wait returns */
+    int64_t start_ns;   /* eg_now() when the task started to run */
+    int64_t end_ns;     /* eg_now() when it returned (detached: when it was
                         * detached) */
     const char *errmsg; /* the failure's text (eg_errorf's, else
                          * eg_strerror(result)); "" for a success. Owned by

@@ -113,10 +113,9 @@ EG_EXPORT int eg_sleep(eg_ctx *ctx, int64_t ns);
  * call returns (afterwards no wake-up refers to them any more).
  * NULL: Any NULL argument returns -EINVAL.
  */
-EG_EXPORT int eg_cond_wait(eg_ctx *ctx, pthread_cond_t *cond,
-                           pthread_mutex_t *mu);
-EG_EXPORT int eg_cond_timedwait(eg_ctx *ctx, pthread_cond_t *cond,
-                                pthread_mutex_t *mu, int64_t deadline_ns);
+EG_EXPORT int eg_cond_wait(eg_ctx *ctx, pthread_cond_t *cond, pthread_mutex_t *mu);
+EG_EXPORT int eg_cond_timedwait(eg_ctx *ctx, pthread_cond_t *cond, pthread_mutex_t *mu,
+                                int64_t deadline_ns);
 
 /**
  * eg_poll() - wait for a descriptor to be ready, or the context to be done
@@ -168,8 +167,7 @@ EG_EXPORT ssize_t eg_write(eg_ctx *ctx, int fd, const void *buf, size_t len);
  * Ownership: fd and buf stay the caller's.
  * NULL: ctx NULL, or buf NULL with len > 0, returns -EINVAL.
  */
-EG_EXPORT ssize_t eg_write_all(eg_ctx *ctx, int fd, const void *buf,
-                               size_t len);
+EG_EXPORT ssize_t eg_write_all(eg_ctx *ctx, int fd, const void *buf, size_t len);
 
 /**
  * eg_connect() - connect(2) that listens to a context
@@ -185,8 +183,7 @@ EG_EXPORT ssize_t eg_write_all(eg_ctx *ctx, int fd, const void *buf,
  * Ownership: fd and addr stay the caller's.
  * NULL: ctx NULL returns -EINVAL; addr as for connect(2).
  */
-EG_EXPORT int eg_connect(eg_ctx *ctx, int fd, const struct sockaddr *addr,
-                         socklen_t len);
+EG_EXPORT int eg_connect(eg_ctx *ctx, int fd, const struct sockaddr *addr, socklen_t len);
 /**
  * eg_accept() - accept(2) that listens to a context
  *
@@ -199,8 +196,7 @@ EG_EXPORT int eg_connect(eg_ctx *ctx, int fd, const struct sockaddr *addr,
  * NULL: ctx NULL returns -EINVAL; addr and len may be NULL, as for
  * accept(2).
  */
-EG_EXPORT int eg_accept(eg_ctx *ctx, int fd, struct sockaddr *addr,
-                        socklen_t *len);
+EG_EXPORT int eg_accept(eg_ctx *ctx, int fd, struct sockaddr *addr, socklen_t *len);
 
 #ifdef __cplusplus
 }

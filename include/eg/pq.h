@@ -91,13 +91,11 @@ EG_EXPORT PGconn *eg_pq_connect(eg_ctx *ctx, const char *conninfo, int *err);
  * NULL: ctx, conn, query or res NULL returns -EINVAL; types, lengths and
  *   formats may be NULL as for PQexecParams.
  */
-EG_EXPORT int eg_pq_exec(eg_ctx *ctx, PGconn *conn, const char *query,
-                         PGresult **res);
+EG_EXPORT int eg_pq_exec(eg_ctx *ctx, PGconn *conn, const char *query, PGresult **res);
 
-EG_EXPORT int eg_pq_exec_params(eg_ctx *ctx, PGconn *conn, const char *query,
-                                int nparams, const Oid *types,
-                                const char *const *values, const int *lengths,
-                                const int *formats, int result_format,
+EG_EXPORT int eg_pq_exec_params(eg_ctx *ctx, PGconn *conn, const char *query, int nparams,
+                                const Oid *types, const char *const *values,
+                                const int *lengths, const int *formats, int result_format,
                                 PGresult **res);
 
 #ifdef __cplusplus

@@ -60,8 +60,8 @@ extern "C" {
  * NULL: ctx or host NULL returns NULL with *err = -EINVAL; err may be
  *   NULL (the error is then not reported).
  */
-EG_EXPORT redisContext *eg_redis_connect(eg_ctx *ctx, const char *host,
-                                         int port, int *err);
+EG_EXPORT redisContext *eg_redis_connect(eg_ctx *ctx, const char *host, int port,
+                                         int *err);
 
 /**
  * eg_redis_command(), eg_redis_command_argv() - send a Redis command and read its reply
@@ -90,12 +90,11 @@ EG_EXPORT redisContext *eg_redis_connect(eg_ctx *ctx, const char *host,
  * NULL: ctx, c, reply or fmt (argv) NULL returns -EINVAL; argvlen may be
  *   NULL.
  */
-EG_EXPORT int eg_redis_command(eg_ctx *ctx, redisContext *c,
-                               redisReply **reply, const char *fmt, ...);
+EG_EXPORT int eg_redis_command(eg_ctx *ctx, redisContext *c, redisReply **reply,
+                               const char *fmt, ...);
 
-EG_EXPORT int eg_redis_command_argv(eg_ctx *ctx, redisContext *c,
-                                    redisReply **reply, int argc,
-                                    const char **argv, const size_t *argvlen);
+EG_EXPORT int eg_redis_command_argv(eg_ctx *ctx, redisContext *c, redisReply **reply,
+                                    int argc, const char **argv, const size_t *argvlen);
 
 /**
  * eg_redis_get_reply() - read the next reply of pipelined Redis commands
@@ -113,8 +112,7 @@ EG_EXPORT int eg_redis_command_argv(eg_ctx *ctx, redisContext *c,
  * Ownership: as eg_redis_command(): the caller frees *reply.
  * NULL: ctx, c or reply NULL returns -EINVAL.
  */
-EG_EXPORT int eg_redis_get_reply(eg_ctx *ctx, redisContext *c,
-                                 redisReply **reply);
+EG_EXPORT int eg_redis_get_reply(eg_ctx *ctx, redisContext *c, redisReply **reply);
 
 #ifdef __cplusplus
 }

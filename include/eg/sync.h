@@ -30,7 +30,9 @@ typedef struct eg_wg {
     int waiters;
 } eg_wg;
 
+/* clang-format off */
 #define EG_WG_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}
+/* clang-format on */
 
 /**
  * eg_wg_init() - initialize a WaitGroup
@@ -123,7 +125,9 @@ typedef struct eg_once {
     int done;
 } eg_once;
 
+/* clang-format off */
 #define EG_ONCE_INIT {PTHREAD_MUTEX_INITIALIZER, 0}
+/* clang-format on */
 
 /**
  * eg_once_do() - run a function once
