@@ -47,7 +47,7 @@ typedef struct {
 
 static void parked_wake(eg__waiter *w)
 {
-    eg__unpark(((parked_watch *)w)->parker);
+    eg__unpark(EG__CONTAINER_OF(w, parked_watch, waiter)->parker);
 }
 
 int eg__wait_parked(eg_ctx *ctx, pthread_mutex_t *mu, eg__parker *p)

@@ -22,6 +22,7 @@
 #include <poll.h>
 
 #include "coro.h"
+#include "list.h"
 
 /* ---- the executor ------------------------------------------------------------ */
 
@@ -42,7 +43,7 @@ const eg__exec eg__exec_coro = {
 
 typedef struct lot_node lot_node;
 struct lot_node {
-    lot_node *next, *prev;
+    eg__link link; /* in its bucket's list, under the bucket lock */
     atomic_uint *word;
     eg__coro *co;
     atomic_uint st; /* the park (EG__CPARK_*) */
@@ -52,7 +53,7 @@ struct lot_node {
 static struct bucket {
     pthread_mutex_t mu;
     atomic_int n; /* nodes queued: lets wakes skip an empty bucket unlocked */
-    lot_node *head, *tail;
+    eg__list nodes;
     char pad[64];
 } lot[NBUCKETS];
 
@@ -64,7 +65,7 @@ static void lot_atfork_child(void)
 {
     for (int i = 0; i < NBUCKETS; i++) {
         pthread_mutex_init(&lot[i].mu, NULL);
-        lot[i].head = lot[i].tail = NULL;
+        lot[i].nodes = (eg__list){0};
         atomic_store(&lot[i].n, 0);
     }
 }
@@ -86,14 +87,7 @@ static struct bucket *bucket_of(const void *w)
 
 static void unlink_locked(struct bucket *b, lot_node *n)
 {
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        b->head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        b->tail = n->prev;
+    eg__list_unlink(&b->nodes, &n->link);
     n->linked = false;
     atomic_fetch_sub_explicit(&b->n, 1, memory_order_relaxed);
 }
@@ -115,12 +109,7 @@ int eg__coro_futex_wait(atomic_uint *word, unsigned expected, int64_t deadline_n
         pthread_mutex_unlock(&b->mu);
         return -EAGAIN;
     }
-    n.prev = b->tail;
-    if (b->tail)
-        b->tail->next = &n;
-    else
-        b->head = &n;
-    b->tail = &n;
+    eg__list_push(&b->nodes, &n.link);
     n.linked = true;
     pthread_mutex_unlock(&b->mu);
 
@@ -148,8 +137,9 @@ int eg__coro_futex_wake(atomic_uint *word, int n)
     int woken = 0;
     eg__coro_batch_begin();
     pthread_mutex_lock(&b->mu);
-    for (lot_node *x = b->head, *next; x && woken < n; x = next) {
-        next = x->next;
+    for (eg__link *l = b->nodes.head, *next; l && woken < n; l = next) {
+        next = l->next;
+        lot_node *x = EG__CONTAINER_OF(l, lot_node, link);
         if (x->word != word)
             continue;
         unlink_locked(b, x);
@@ -174,7 +164,7 @@ typedef struct {
 
 static void fd_watch_wake(eg__waiter *w)
 {
-    fd_watch *f = (fd_watch *)w;
+    fd_watch *f = EG__CONTAINER_OF(w, fd_watch, w);
     eg__coro_unpark(f->st, f->co);
 }
 

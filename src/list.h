@@ -1,7 +1,8 @@
 /*
  * list.h - an intrusive doubly linked list, for the library's
  * waiter queues (channels, semaphores, groups, cond.c, contexts), a
- * context's children, and the pool's task queues, ready list and sleepers.
+ * context's children, the pool's task queues, ready list and sleepers,
+ * and the coroutine parking lot's buckets.
  * A node embeds an eg__link; EG__CONTAINER_OF gets the node back. Nodes are
  * pushed at the tail; eg__list_pop takes the oldest (FIFO), eg__list_pop_last
  * the newest (LIFO). No allocation; the caller's lock guards the list.
