@@ -434,6 +434,7 @@ typedef struct straggler {
     atomic_int started, finished;
     long sleep_us; /* a plain nanosleep: no context reaches it */
     int result;
+    atomic_int *hold; /* if set, also naps on until *hold != 0 */
 } straggler;
 
 static int straggle(eg_ctx *ctx, void *arg)
@@ -442,8 +443,11 @@ static int straggle(eg_ctx *ctx, void *arg)
     straggler *s = arg;
     int r = s->result; /* read before finished: the test reuses s after it */
     long us = s->sleep_us;
+    atomic_int *hold = s->hold;
     atomic_store(&s->started, 1);
     nap_us(us);
+    for (int i = 0; hold && !atomic_load(hold) && i < 600000; i++)
+        nap_us(100);
     atomic_store(&s->finished, 1);
     return r;
 }
@@ -469,7 +473,10 @@ static void grace_with_straggler(bool tracing)
     /* Static: the straggler outlives this call's wait. */
     static straggler s;
     static failer f;
-    s = (straggler){.sleep_us = 2000 * 1000, .result = -EPIPE};
+    static atomic_int hold;
+    atomic_store(&hold, 0);
+    /* The straggler ends only once the test lets it (below). */
+    s = (straggler){.sleep_us = 0, .result = -EPIPE, .hold = &hold};
     f = (failer){.wait_for = &s};
     eg_group *g = eg_group_new(NULL);
     assert_int_equal(eg_group_set_trace(g, tracing), 0);
@@ -502,6 +509,7 @@ static void grace_with_straggler(bool tracing)
     eg_group_free(g); /* does not wait for the straggler */
     assert_int_equal(atomic_load(&s.finished), 0);
     assert_true(eg_live_objects() > live); /* the straggler holds the group */
+    atomic_store(&hold, 1);
     assert_true(wait_for_int(&s.finished, 1));
     assert_live_back_to(live);
 }
@@ -542,7 +550,11 @@ static void test_grace_parent_deadline(void **state)
     (void)state;
     long live = eg_live_objects();
     static straggler s;
-    s = (straggler){.sleep_us = 300 * 1000, .result = 0};
+    static atomic_int hold;
+    atomic_store(&hold, 0);
+    /* The task outlasts the deadline and the grace whatever the machine's
+     * speed: it ends only once the test lets it, after eg_wait_grace. */
+    s = (straggler){.sleep_us = 0, .result = 0, .hold = &hold};
     eg_ctx *parent = eg_with_timeout(NULL, MS(10));
     eg_group *g = eg_group_new(parent);
     assert_int_equal(eg_go(g, straggle, &s), 0);
@@ -551,6 +563,7 @@ static void test_grace_parent_deadline(void **state)
     assert_int_equal(atomic_load(&s.finished), 0);
     eg_group_free(g);
     eg_ctx_release(parent);
+    atomic_store(&hold, 1);
     assert_true(wait_for_int(&s.finished, 1));
     assert_live_back_to(live);
 }
