@@ -19,8 +19,9 @@
  *   ep      an epoll instance for fd waits of its coroutines, plus an
  *           eventfd that wakes the carrier when it sleeps.
  *
- * Unstarted tasks cost no stack: a coroutine record and a stack are taken
- * when a carrier first runs the task, from per-carrier caches. A coroutine
+ * Unstarted tasks cost no stack: a stack is taken when a carrier first runs
+ * the task, from a per-carrier cache that stack.c refills and drains in
+ * batches; the coroutine's record lives at the top of its stack. A coroutine
  * whose task returned without parking runs the next unstarted task itself
  * when the scheduler would pick that one next anyway (next_inline).
  *
@@ -105,7 +106,8 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 
 #define RUNQ 256
 #define STACK_CACHE 32
-#define FREE_CACHE 64
+/* Stacks moved between a carrier's cache and stack.c per lock. */
+#define STACK_BATCH (STACK_CACHE / 2)
 #define MAX_CARRIERS 4096
 #define STUCK_NS (10 * EG_NSEC_PER_MSEC)
 #define MONITOR_NS (2 * EG_NSEC_PER_MSEC)
@@ -163,9 +165,7 @@ struct carrier {
     /* Under rq_mu. */
     _Alignas(64) eg__coro *ready_head, *ready_tail;
     /* Owner only. */
-    eg__coro *free;
-    int nfree;
-    void *stacks[STACK_CACHE];
+    void *stacks[STACK_CACHE]; /* free stacks, the last one the warmest */
     int nstacks;
     eg__coro **heap;
     size_t heap_len, heap_cap;
@@ -207,7 +207,7 @@ static struct {
     atomic_int nidle;
     atomic_int nspinning;
     atomic_int nrescue_live; /* rescue carriers not retired */
-    size_t stack_size;
+    size_t stack_size;       /* bytes a coroutine runs on, below its record */
     pthread_mutex_t mon_mu;
     pthread_cond_t mon_cond;
     atomic_bool mon_kick;
@@ -870,44 +870,60 @@ void eg__coro_blocking_end(void)
 
 static void after_switch(carrier *c, eg__coro *co);
 
-static void *stack_take(carrier *c)
+/* A coroutine's record sits at the top of its stack, above the G.stack_size
+ * bytes it runs on: it costs no allocation and shares the page the first
+ * frames touch anyway. Free stacks hold no live record. */
+static eg__coro *coro_of_stack(void *stack)
 {
-    if (c->nstacks)
-        return c->stacks[--c->nstacks];
-    return eg__stack_get();
+    return (eg__coro *)((char *)stack + G.stack_size);
 }
 
+/* Stacks come from the carrier's cache, refilled STACK_BATCH at a time
+ * (one lock in stack.c per batch). */
+static void *stack_take(carrier *c)
+{
+    if (!c->nstacks) {
+        void *b[STACK_BATCH];
+        int n = eg__stack_get_n(b, STACK_BATCH);
+        /* b[0] is stack.c's warmest: it goes last, to be taken first. */
+        for (int i = 0; i < n; i++)
+            c->stacks[i] = b[n - 1 - i];
+        c->nstacks = n;
+        if (!n)
+            return NULL;
+    }
+    return c->stacks[--c->nstacks];
+}
+
+/* A full cache gives its coldest half back in one batch. */
 static void stack_give(carrier *c, void *s)
 {
-    if (c->nstacks < STACK_CACHE) {
-        c->stacks[c->nstacks++] = s;
-        return;
+    if (c->nstacks == STACK_CACHE) {
+        eg__stack_put_n(c->stacks, STACK_BATCH);
+        memmove(c->stacks, c->stacks + STACK_BATCH,
+                (STACK_CACHE - STACK_BATCH) * sizeof *c->stacks);
+        c->nstacks -= STACK_BATCH;
     }
-    eg__stack_put(s);
+    c->stacks[c->nstacks++] = s;
+}
+
+static void stack_cache_flush(carrier *c)
+{
+    eg__stack_put_n(c->stacks, c->nstacks);
+    c->nstacks = 0;
 }
 
 static void start_task(carrier *c, eg__task *t)
 {
-    eg__coro *co = c->free;
-    if (co) {
-        c->free = co->next;
-        c->nfree--;
-    } else {
-        co = eg__malloc(sizeof *co);
-    }
-    void *stack = co ? stack_take(c) : NULL;
+    void *stack = stack_take(c);
     if (!stack) {
         /* Out of memory: requeue and let the carrier breathe. */
-        if (co) {
-            co->next = c->free;
-            c->free = co;
-            c->nfree++;
-        }
         global_put_batch(t, t, 1);
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
         return;
     }
+    eg__coro *co = coro_of_stack(stack);
     memset(co, 0, sizeof *co);
     co->car = c;
     co->task = t;
@@ -1011,15 +1027,10 @@ static void after_switch(carrier *c, eg__coro *co)
 #ifdef EG_TSAN
         __tsan_destroy_fiber(co->tsan_fiber);
 #endif
-        stack_give(c, co->stack);
         atomic_fetch_sub_explicit(&home->nlive, 1, memory_order_relaxed);
-        if (c->nfree < FREE_CACHE) {
-            co->next = c->free;
-            c->free = co;
-            c->nfree++;
-        } else {
-            free(co);
-        }
+        /* Last: the record dies with its stack (another carrier may take
+         * it from stack.c at once). */
+        stack_give(c, co->stack);
         break;
     default:
         break;
@@ -1373,14 +1384,7 @@ static void *carrier_main(void *arg)
             start_task(c, t);
     }
     /* Retiring rescue carrier: nothing live, caches back to the pool. */
-    while (c->nstacks)
-        eg__stack_put(c->stacks[--c->nstacks]);
-    while (c->free) {
-        eg__coro *n = c->free->next;
-        free(c->free);
-        c->free = n;
-    }
-    c->nfree = 0;
+    stack_cache_flush(c);
     tls_car = NULL;
     atomic_fetch_sub(&G.nrescue_live, 1);
     /* Release: our last touch of c; the record may be reused at once. */
@@ -1628,7 +1632,9 @@ static int coro_start(void)
             pthread_atfork(NULL, NULL, atfork_child);
             atfork_done = true;
         }
-        G.stack_size = eg__stack_size();
+        /* Below the record at each stack's top (coro_of_stack), with a
+         * gap for stack.c's free-list link in the top word. */
+        G.stack_size = eg__stack_size() - (((sizeof(eg__coro) + 63) & ~(size_t)63) + 64);
         G.n = default_carriers();
         int started = 0, err = 0;
         for (int i = 0; i < G.n; i++) {
@@ -1732,14 +1738,7 @@ static void guest_free(void *p)
     eg__task *t;
     while ((t = runq_get(c)))
         global_put_batch(t, t, 1);
-    while (c->nstacks)
-        eg__stack_put(c->stacks[--c->nstacks]);
-    while (c->free) {
-        eg__coro *n = c->free->next;
-        free(c->free);
-        c->free = n;
-    }
-    c->nfree = 0;
+    stack_cache_flush(c);
     tls_guest = NULL;
     /* Release: our last touch of c. */
     atomic_store(&c->retired, true);

@@ -85,6 +85,11 @@ EG_HIDDEN size_t eg__stack_size(void);
 /* A stack's lowest usable address, or NULL when out of memory. */
 EG_HIDDEN void *eg__stack_get(void);
 EG_HIDDEN void eg__stack_put(void *lo);
+/* Up to n stacks into out (free ones first, most recently freed first, then
+ * fresh ones) under one lock; returns how many (fewer when out of memory). */
+EG_HIDDEN int eg__stack_get_n(void **out, int n);
+/* Frees n stacks under one lock; lo[0] is the first to be handed out again. */
+EG_HIDDEN void eg__stack_put_n(void *const *lo, int n);
 EG_HIDDEN void eg__stack_stats(size_t *total, size_t *guarded, size_t *nfree);
 /* Resets the allocator's lock in a forked child. */
 EG_HIDDEN void eg__stack_atfork_child(void);

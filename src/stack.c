@@ -31,8 +31,9 @@
  * Free stacks: a LIFO (most recently used first, its pages are warm) whose
  * link is the top word of the free stack itself, plus a bump pointer into
  * the newest slab for stacks never touched. The coroutine scheduler keeps a
- * small per-carrier cache in front of this (coro.c), so the lock here is
- * taken once per cache refill or spill.
+ * small per-carrier cache in front of this (coro.c) and refills or spills
+ * it several stacks at a time (eg__stack_get_n/put_n), so the lock here is
+ * taken once per batch, not once per coroutine.
  *
  * Lock order: S.mu is a leaf.
  */
@@ -152,33 +153,60 @@ static int new_slab_locked(void)
     return 0;
 }
 
-void *eg__stack_get(void)
+/* Pops one free stack, or a fresh one. Under S.mu. */
+static void *get_locked(void)
 {
-    pthread_mutex_lock(&S.mu);
-    stack_setup_locked();
-    void *lo = NULL;
     if (S.free) {
         char *top = S.free;
         S.free = *(void **)top;
         S.nfree--;
-        lo = top + sizeof(void *) - S.size;
-    } else if (S.bump != S.bump_end || new_slab_locked() == 0) {
-        lo = S.bump;
-        S.bump += S.bump_step;
+        return top + sizeof(void *) - S.size;
     }
-    pthread_mutex_unlock(&S.mu);
-    return lo;
+    if (S.bump != S.bump_end || new_slab_locked() == 0) {
+        char *lo = S.bump;
+        S.bump += S.bump_step;
+        return lo;
+    }
+    return NULL;
 }
 
-void eg__stack_put(void *lo)
+static void put_locked(void *lo)
 {
-    if (!lo)
-        return;
-    pthread_mutex_lock(&S.mu);
     char *top = (char *)lo + S.size - sizeof(void *);
     *(void **)top = S.free;
     S.free = top;
     S.nfree++;
+}
+
+void *eg__stack_get(void)
+{
+    void *lo;
+    return eg__stack_get_n(&lo, 1) ? lo : NULL;
+}
+
+int eg__stack_get_n(void **out, int n)
+{
+    pthread_mutex_lock(&S.mu);
+    stack_setup_locked();
+    int got = 0;
+    while (got < n && (out[got] = get_locked()))
+        got++;
+    pthread_mutex_unlock(&S.mu);
+    return got;
+}
+
+void eg__stack_put(void *lo)
+{
+    if (lo)
+        eg__stack_put_n(&lo, 1);
+}
+
+void eg__stack_put_n(void *const *lo, int n)
+{
+    pthread_mutex_lock(&S.mu);
+    /* In reverse: the first of lo is the next one handed out. */
+    for (int i = n; i-- > 0;)
+        put_locked(lo[i]);
     pthread_mutex_unlock(&S.mu);
 }
 
