@@ -35,7 +35,11 @@
  * it several stacks at a time (eg__stack_get_n/put_n), so the lock here is
  * taken once per batch, not once per coroutine.
  *
- * Lock order: S.mu is a leaf.
+ * Slabs are mapped with S.mu released (under S.grow_mu, which only the
+ * thread filling the empty bump range holds), so a slab's mmap and its 64
+ * mprotects do not stall the threads that take and free stacks meanwhile.
+ *
+ * Lock order: S.grow_mu -> S.mu; S.mu is a leaf otherwise.
  */
 #include <limits.h>
 #include <stdint.h>
@@ -54,14 +58,15 @@
 
 static struct {
     pthread_mutex_t mu;
-    size_t page, size;     /* page size; usable bytes per stack */
-    long guarded_left;     /* guarded stacks that may still be made */
-    char *bump, *bump_end; /* fresh stacks of the newest slab */
-    size_t bump_step;      /* distance between fresh stacks' lows */
-    void *free;            /* LIFO of free stacks (their top word links) */
+    pthread_mutex_t grow_mu; /* making a slab; guarded_left */
+    size_t page, size;       /* page size; usable bytes per stack */
+    long guarded_left;       /* guarded stacks that may still be made */
+    char *bump, *bump_end;   /* fresh stacks of the newest slab */
+    size_t bump_step;        /* distance between fresh stacks' lows */
+    void *free;              /* LIFO of free stacks (their top word links) */
     size_t nfree, total, guarded_total;
     bool ready;
-} S = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .grow_mu = PTHREAD_MUTEX_INITIALIZER};
 
 static long read_max_map_count(void)
 {
@@ -113,8 +118,17 @@ size_t eg__stack_size(void)
     return s;
 }
 
-/* Maps a new slab and points the bump range at it. Under S.mu. */
-static int new_slab_locked(void)
+typedef struct {
+    char *lo;    /* the first stack's lowest usable address */
+    size_t n;    /* stacks */
+    size_t step; /* distance between stacks' lows */
+    bool guarded;
+} slab;
+
+/* Maps a new slab: one mmap, and a guard page per stack (guarded) or below
+ * the slab. Under S.grow_mu only: the system calls run while other threads
+ * take and free stacks under S.mu. */
+static int new_slab(slab *sl)
 {
     bool guarded = S.guarded_left >= GUARDED_PER_SLAB;
     size_t n = guarded ? GUARDED_PER_SLAB : UNGUARDED_PER_SLAB;
@@ -134,23 +148,45 @@ static int new_slab_locked(void)
                  * ones from now on. */
                 munmap(m, len);
                 S.guarded_left = 0;
-                return new_slab_locked();
+                return new_slab(sl);
             }
         }
         S.guarded_left -= (long)n;
-        S.guarded_total += n;
-        S.bump = m + S.page;
-    } else {
-        if (mprotect(m, S.page, PROT_NONE) != 0) {
-            munmap(m, len);
-            return -ENOMEM;
-        }
-        S.bump = m + S.page;
+    } else if (mprotect(m, S.page, PROT_NONE) != 0) {
+        munmap(m, len);
+        return -ENOMEM;
     }
-    S.bump_step = step;
-    S.bump_end = S.bump + n * step;
-    S.total += n;
+    *sl = (slab){.lo = m + S.page, .n = n, .step = step, .guarded = guarded};
     return 0;
+}
+
+/* Points the bump range at a new slab when it is empty. Called and returns
+ * under S.mu, which it drops while the slab is mapped. Returns 0 when the
+ * bump range has stacks. */
+static int grow_locked(void)
+{
+    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_lock(&S.grow_mu);
+    pthread_mutex_lock(&S.mu);
+    int r = 0;
+    if (S.bump == S.bump_end) {
+        /* Only the holder of S.grow_mu fills the bump range: it stays
+         * empty while the slab is mapped. */
+        pthread_mutex_unlock(&S.mu);
+        slab sl;
+        r = new_slab(&sl);
+        pthread_mutex_lock(&S.mu);
+        if (r == 0) {
+            S.bump = sl.lo;
+            S.bump_step = sl.step;
+            S.bump_end = sl.lo + sl.n * sl.step;
+            S.total += sl.n;
+            if (sl.guarded)
+                S.guarded_total += sl.n;
+        }
+    }
+    pthread_mutex_unlock(&S.grow_mu);
+    return r;
 }
 
 /* Pops one free stack, or a fresh one. Under S.mu. */
@@ -162,7 +198,7 @@ static void *get_locked(void)
         S.nfree--;
         return top + sizeof(void *) - S.size;
     }
-    if (S.bump != S.bump_end || new_slab_locked() == 0) {
+    if (S.bump != S.bump_end || grow_locked() == 0) {
         char *lo = S.bump;
         S.bump += S.bump_step;
         return lo;
@@ -227,4 +263,5 @@ void eg__stack_atfork_child(void)
     /* The child has one thread: the free list is as the fork left it, but
      * the lock may have been held by a thread that does not exist here. */
     pthread_mutex_init(&S.mu, NULL);
+    pthread_mutex_init(&S.grow_mu, NULL);
 }
