@@ -376,7 +376,8 @@ static eg__task *runq_steal(carrier *dst, carrier *src)
 }
 
 /* Takes a batch from the global queue: returns one, puts the rest (a fair
- * share, at most half a ring) on c's ring. */
+ * share, at most half a ring, no more than c's ring has room for) on c's
+ * ring. Owner only. */
 static eg__task *global_get(carrier *c)
 {
     if (atomic_load_explicit(&G.gq_len, memory_order_relaxed) == 0)
@@ -390,7 +391,11 @@ static eg__task *global_get(carrier *c)
     long n = len / atomic_load_explicit(&G.ncars, memory_order_relaxed) + 1;
     if (n > len)
         n = len;
-    long room = RUNQ / 2;
+    /* What fits: a batch that overflowed the ring would go straight
+     * back here (runq_put_slow). Thieves only shrink the ring. */
+    long room = RUNQ - (long)runq_len(c);
+    if (room > RUNQ / 2)
+        room = RUNQ / 2;
     if (n > room + 1)
         n = room + 1;
     eg__task *t = G.gq_head;
