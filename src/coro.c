@@ -877,7 +877,8 @@ static void after_switch(carrier *c, eg__coro *co);
 
 /* A coroutine's record sits at the top of its stack, above the G.stack_size
  * bytes it runs on: it costs no allocation and shares the page the first
- * frames touch anyway. Free stacks hold no live record. */
+ * frames touch anyway. Free stacks hold no live record (stack.c keeps its
+ * free list in the top bytes of free stacks). */
 static eg__coro *coro_of_stack(void *stack)
 {
     return (eg__coro *)((char *)stack + G.stack_size);
@@ -1637,9 +1638,8 @@ static int coro_start(void)
             pthread_atfork(NULL, NULL, atfork_child);
             atfork_done = true;
         }
-        /* Below the record at each stack's top (coro_of_stack), with a
-         * gap for stack.c's free-list link in the top word. */
-        G.stack_size = eg__stack_size() - (((sizeof(eg__coro) + 63) & ~(size_t)63) + 64);
+        /* Below the record at each stack's top (coro_of_stack). */
+        G.stack_size = eg__stack_size() - ((sizeof(eg__coro) + 63) & ~(size_t)63);
         G.n = default_carriers();
         int started = 0, err = 0;
         for (int i = 0; i < G.n; i++) {
