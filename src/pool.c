@@ -681,7 +681,7 @@ static void stall_fire(eg__timer *t)
 int eg__pool_submit(eg__queue *q, eg__task *t)
 {
     pool_init();
-    int64_t now = eg_now();
+    int64_t now = eg__now_coarse();
     pthread_mutex_lock(&P.mu);
     int rc = 0;
     uint64_t started = P.started;
@@ -712,7 +712,7 @@ int eg__pool_submit(eg__queue *q, eg__task *t)
 void eg__pool_post(eg__task *t)
 {
     pool_init();
-    int64_t now = eg_now();
+    int64_t now = eg__now_coarse();
     pthread_mutex_lock(&P.mu);
     t->queued_at = now;
     queue_push(&P.shared, t);

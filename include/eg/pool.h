@@ -142,11 +142,12 @@ EG_EXPORT int eg_pool_configure(const eg_pool_config *cfg);
 EG_EXPORT void eg_pool_get_config(eg_pool_config *cfg);
 
 typedef struct eg_pool_stats {
-    int threads;             /* pool threads alive */
-    int idle;                /* of which not running a task */
-    int queued;              /* tasks waiting for a thread */
-    uint64_t started;        /* threads started since process start */
-    int64_t longest_wait_ns; /* how long the oldest queued task has waited (0: none) */
+    int threads;      /* pool threads alive */
+    int idle;         /* of which not running a task */
+    int queued;       /* tasks waiting for a thread */
+    uint64_t started; /* threads started since process start */
+    int64_t
+        longest_wait_ns; /* how long the oldest queued task has waited, to a few ms (0: none) */
 } eg_pool_stats;
 
 /**
