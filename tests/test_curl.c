@@ -24,15 +24,6 @@
 /* memcheck does not follow the coroutine executor's stack switches (its
  * stacks are not registered with valgrind) and reports every switch, so
  * the coroutine cases are left to ASan and TSan there, as test_coro is. */
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
-
 static bool coro_skipped(void)
 {
     if (!RUNNING_ON_VALGRIND)

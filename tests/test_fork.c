@@ -283,15 +283,6 @@ static void fork_repeatedly_under_load(void **state)
 
 /* ---- issue 8, point 4: nothing of the parent runs in the child ----------- */
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
-
 #pragma weak eg_fault_set
 void eg_fault_set(int kind, long nth);
 #define FAULT_THREAD 1 /* EG_FAULT_THREAD in tests/fault.h */

@@ -22,15 +22,8 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-/* Under valgrind (about 50 times slower) the race loops run fewer rounds. */
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
+/* Under valgrind (about 50 times slower) the race loops run fewer rounds
+ * (RUNNING_ON_VALGRIND: testutil.h). */
 
 /* ---- helpers ------------------------------------------------------------ */
 

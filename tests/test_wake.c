@@ -14,15 +14,8 @@
 #include <stdatomic.h>
 
 /* Under valgrind (one thread at a time, about 50 times slower) the race
- * loops run fewer rounds and the busy thread yields. */
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
+ * loops run fewer rounds and the busy thread yields (RUNNING_ON_VALGRIND:
+ * testutil.h). */
 
 static void set_max_threads(int n)
 {
