@@ -40,19 +40,9 @@
 
 /* ---- parked waits ------------------------------------------------------- */
 
-typedef struct {
-    eg__waiter waiter;
-    eg__parker *parker;
-} parked_watch;
-
-static void parked_wake(eg__waiter *w)
-{
-    eg__unpark(EG__CONTAINER_OF(w, parked_watch, waiter)->parker);
-}
-
 int eg__wait_parked(eg_ctx *ctx, pthread_mutex_t *mu, eg__parker *p)
 {
-    parked_watch pw = {.waiter.wake = parked_wake, .parker = p};
+    eg__parker_watch pw = EG__PARKER_WATCH(p);
     eg__parker_init(p);
     int err = eg__ctx_watch(ctx, &pw.waiter);
     if (err < 0)

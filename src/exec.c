@@ -150,6 +150,11 @@ int eg__park(eg__parker *p, int64_t deadline_ns)
     }
 }
 
+void eg__parker_watch_wake(eg__waiter *w)
+{
+    eg__unpark(EG__CONTAINER_OF(w, eg__parker_watch, waiter)->parker);
+}
+
 void eg__unpark(eg__parker *p)
 {
     unsigned s = atomic_load_explicit(&p->state, memory_order_relaxed);

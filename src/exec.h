@@ -84,6 +84,16 @@ EG_HIDDEN int eg__park(eg__parker *p, int64_t deadline_ns);
 /* Ends p's park (or makes the next one return at once). Never blocks. */
 EG_HIDDEN void eg__unpark(eg__parker *p);
 
+/* A context waiter (eg__ctx_watch) whose wake unparks parker: a park that
+ * also ends when the context is done. Lives in the waiter's frame. */
+typedef struct eg__parker_watch {
+    eg__waiter waiter;
+    eg__parker *parker;
+} eg__parker_watch;
+EG_HIDDEN void eg__parker_watch_wake(eg__waiter *w);
+#define EG__PARKER_WATCH(p) \
+    ((eg__parker_watch){.waiter.wake = eg__parker_watch_wake, .parker = (p)})
+
 /* Waits until fd is ready for events (poll(2) bits), ctx is done, or
  * deadline_ns passes. Returns the revents (> 0), 0 at the deadline, ctx's
  * error, or -errno. The context wins a tie. */

@@ -32,16 +32,6 @@ static const char detached_text[] = "still running when the group stopped waitin
 
 /* ---- eg_wait_grace ------------------------------------------------------------ */
 
-typedef struct {
-    eg__waiter waiter;
-    eg__parker *parker;
-} ctx_watch;
-
-static void ctx_watch_wake(eg__waiter *w)
-{
-    eg__unpark(EG__CONTAINER_OF(w, ctx_watch, waiter)->parker);
-}
-
 /* Parks on the idle list until the count is 0, deadline_ns passes, or (with
  * watch) the context is done. Called with mu held and WAITERS set; returns
  * with mu held and the waiter off the list. */
@@ -51,7 +41,7 @@ static void wait_idle_bounded(eg_group *g, bool watch, int64_t deadline_ns)
     eg__parker_init(&w.parker);
     eg__list_push(&g->idle_waiters, &w.link);
     pthread_mutex_unlock(&g->mu);
-    ctx_watch cw = {.waiter.wake = ctx_watch_wake, .parker = &w.parker};
+    eg__parker_watch cw = EG__PARKER_WATCH(&w.parker);
     int watched = watch ? eg__ctx_watch(g->ctx, &cw.waiter) : 1;
     if (watched >= 0) /* registered, or the context can never be done */
         eg__park(&w.parker, deadline_ns);
