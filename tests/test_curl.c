@@ -820,20 +820,27 @@ static void cancel_silent(struct mserver *m, struct conc *c, int n, eg_group *g,
     eg_ctx_release(parent);
 }
 
+/* n transfers on executor e parked on a silent server, then cancelled:
+ * each ends after the cancel, aborted, and the server sees n closes. */
+static void cancel_parked(eg_executor e, int n)
+{
+    struct mserver *m = mserver_start(SERVER_SILENT, 0);
+    struct conc *c = calloc((size_t)n, sizeof *c);
+    atomic_bool cancelled = false;
+    eg_ctx *parent;
+    eg_group *g = start_silent(m, c, n, e, &parent, &cancelled, NULL);
+    cancel_silent(m, c, n, g, parent, &cancelled);
+    free(c);
+    mserver_stop(m);
+}
+
 /* A cancel ends all the parked transfers: the server never answers, so
  * only the cancel can have ended them, and none ended before it. */
 static void test_coro_cancel_all(void **state)
 {
     if (coro_skipped())
         return;
-    struct mserver *m = mserver_start(SERVER_SILENT, 0);
-    struct conc *c = calloc(CONCURRENT, sizeof *c);
-    atomic_bool cancelled = false;
-    eg_ctx *parent;
-    eg_group *g = start_silent(m, c, CONCURRENT, EG_EXEC_CORO, &parent, &cancelled, NULL);
-    cancel_silent(m, c, CONCURRENT, g, parent, &cancelled);
-    free(c);
-    mserver_stop(m);
+    cancel_parked(EG_EXEC_CORO, CONCURRENT);
     assert_live_back_to(0);
 }
 
@@ -943,14 +950,7 @@ static void fallback_on(eg_executor e, int n)
 
     curl_timeout_on(e);
 
-    m = mserver_start(SERVER_SILENT, 0);
-    struct conc *c = calloc((size_t)n, sizeof *c);
-    atomic_bool cancelled = false;
-    eg_ctx *parent;
-    eg_group *g = start_silent(m, c, n, e, &parent, &cancelled, NULL);
-    cancel_silent(m, c, n, g, parent, &cancelled);
-    free(c);
-    mserver_stop(m);
+    cancel_parked(e, n);
 }
 
 static void test_no_timerfd(void **state)
